@@ -1,0 +1,147 @@
+// rcuvm/detail/raw_tree.h: the untyped engine behind RangeTree<T>.
+// Not for direct use: include rcuvm/range_tree.h. Values are void*; null is
+// "empty". See range_tree.h for the contracts of each operation.
+#ifndef RCUVM_DETAIL_RAW_TREE_H_
+#define RCUVM_DETAIL_RAW_TREE_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+
+namespace rcuvm {
+
+// How a tree is built; fixed at construction.
+struct TreeOptions {
+  // Allocation mode: internal nodes track the largest null gap of each child,
+  // so find_gap()/find_gap_rev() walk straight to a hole (get_unmapped_area).
+  bool track_gaps = false;
+  // RCU mode: readers may run concurrently with the writer. Outside RCU mode
+  // replaced nodes are freed at once and readers must hold the writer lock.
+  bool rcu = true;
+  // When set, writers serialise on this lock, which the caller holds around
+  // every write (checked in debug builds). When null the tree's own mutex is
+  // taken by each write.
+  absl::Mutex* external_lock = nullptr;
+};
+
+// What a tree holds and costs; computed by walking it under the writer lock.
+struct TreeStats {
+  uint64_t entries = 0;   // non-null ranges
+  uint64_t nulls = 0;     // null ranges (gaps), after coalescing
+  uint64_t nodes = 0;     // all nodes
+  uint64_t leaves = 0;    // leaf nodes
+  uint64_t height = 0;    // 0 for an empty tree, 1 for a single leaf
+  uint64_t bytes = 0;     // nodes * 256
+};
+
+namespace detail {
+
+struct Node;
+
+struct RawEntry {
+  uint64_t first = 0;
+  uint64_t last = 0;
+  void* value = nullptr;
+};
+
+// A remembered position: the leaf that held the last answer and where in it.
+// Valid only inside the read section (or writer-lock hold) that produced it.
+struct RawCursorState {
+  const Node* leaf = nullptr;
+  uint64_t leaf_min = 0;
+  uint64_t leaf_max = 0;
+  unsigned offset = 0;
+  uint64_t index = 0;      // next index to look at
+  bool exhausted = false;  // true once a step moved past 0 or UINT64_MAX
+  bool has_entry = false;  // the last step returned [entry_first, entry_last]
+  uint64_t entry_first = 0;
+  uint64_t entry_last = 0;
+};
+
+class RawTree {
+ public:
+  explicit RawTree(TreeOptions options = {});
+  ~RawTree();
+  RawTree(const RawTree&) = delete;
+  RawTree& operator=(const RawTree&) = delete;
+
+  // Writers. Each takes the tree's mutex (or requires the external lock).
+  absl::Status store(uint64_t first, uint64_t last, void* value);
+  absl::Status insert(uint64_t first, uint64_t last, void* value);
+  absl::StatusOr<void*> erase(uint64_t index);
+  absl::Status bulk_load(std::span<const RawEntry> sorted);
+  absl::Status preallocate(size_t nodes);
+  absl::Status dup_into(RawTree& empty_destination) const;
+  void destroy();
+  void set_rcu(bool on);
+
+  // Readers. Safe from any thread in RCU mode; each enters its own read section.
+  void* load(uint64_t index) const;
+  std::optional<RawEntry> find(uint64_t index, uint64_t max) const;
+  std::optional<RawEntry> find_rev(uint64_t index, uint64_t min) const;
+
+  // Gap search; requires the writer lock or no concurrent writer.
+  absl::StatusOr<uint64_t> find_gap(uint64_t min, uint64_t max, uint64_t size) const;
+  absl::StatusOr<uint64_t> find_gap_rev(uint64_t min, uint64_t max, uint64_t size) const;
+
+  // Cursor steps; the caller holds a read guard or the writer lock.
+  std::optional<RawEntry> cursor_find(RawCursorState& c, uint64_t max) const;
+  std::optional<RawEntry> cursor_find_rev(RawCursorState& c, uint64_t min) const;
+  // Replaces the value of the entry the cursor last returned, in place, with one
+  // atomic store. Both the old and the new value must be non-null. Requires the
+  // writer lock.
+  absl::Status cursor_replace(RawCursorState& c, void* value);
+
+  // Debug and accounting.
+  absl::Status validate() const;
+  std::string dump() const;
+  TreeStats stats() const;
+  bool empty() const;
+  bool in_rcu_mode() const { return options_.rcu; }
+  bool tracks_gaps() const { return options_.track_gaps; }
+  uint64_t height() const;
+
+  // Locking for callers that batch several operations: while held, writes from
+  // this thread must go through the *_locked calls.
+  void lock() const ABSL_EXCLUSIVE_LOCK_FUNCTION(mutex_);
+  void unlock() const ABSL_UNLOCK_FUNCTION(mutex_);
+  void assert_writer_held() const;
+
+  absl::Status store_locked(uint64_t first, uint64_t last, void* value);
+  absl::Status insert_locked(uint64_t first, uint64_t last, void* value);
+  absl::StatusOr<void*> erase_locked(uint64_t index);
+
+ private:
+  friend struct TreeAccess;  // internal helpers in src/tree
+
+  TreeOptions options_;
+  mutable absl::Mutex mutex_;
+  // (W1) release-stored by the writer when it publishes a new root; pairs with
+  // (R1) acquire loads at the start of every read walk.
+  std::atomic<Node*> root_{nullptr};
+  // Height of the tree: written under the writer lock, read by writers only.
+  uint64_t height_ = 0;
+  // Nodes reserved by preallocate(), linked through their first word, and a
+  // retire batch reserved with them: writer lock only.
+  Node* reserve_ = nullptr;
+  size_t reserve_count_ = 0;
+  void* reserve_batch_ = nullptr;
+  // Counters kept by every write (writer lock only); validate() checks them.
+  uint64_t entries_ = 0;
+  uint64_t nulls_ = 0;
+  uint64_t nodes_ = 0;
+  uint64_t leaves_ = 0;
+};
+
+}  // namespace detail
+}  // namespace rcuvm
+
+#endif  // RCUVM_DETAIL_RAW_TREE_H_

@@ -1,0 +1,162 @@
+// Bulk building from sorted input, and O(n) duplication (the kernel's
+// __mt_dup): nodes are copied in DFS pre-order, keeping the source's shape.
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "rcuvm/status.h"
+#include "sync/rcu_internal.h"
+#include "tree/tree_internal.h"
+
+namespace rcuvm::detail {
+namespace {
+
+// Builds a tree bottom-up from `items` (a whole level covering [0, UINT64_MAX]);
+// appends every node it makes to `made`. Returns the root or null on ENOMEM.
+Node* build_levels(std::vector<Item> items, Kind ikind, bool track_gaps, std::vector<Node*>& made,
+                   uint64_t& height) {
+  Kind kind = Kind::kLeaf;
+  height = 0;
+  for (;;) {
+    const unsigned cap = capacity(kind);
+    const size_t k = items.size();
+    const size_t m = (k + cap - 1) / cap;
+    const size_t base = k / m, extra = k % m;
+    std::vector<Item> up;
+    up.reserve(m);
+    size_t pos = 0;
+    uint64_t min = 0;
+    for (size_t j = 0; j < m; ++j) {
+      const unsigned cnt = unsigned(base + (j < extra ? 1 : 0));
+      Node* n = node_alloc();
+      if (!n) return nullptr;
+      made.push_back(n);
+      n->meta = make_meta(cnt, kind);
+      uint64_t gap = 0, first = min;
+      for (unsigned t = 0; t < cnt; ++t) {
+        const Item& it = items[pos + t];
+        if (t + 1 < cnt) pivots(n)[t] = it.last;
+        slots(n, kind)[t] = it.ptr;
+        if (kind == Kind::kLeaf && it.ptr == 0) gap = std::max(gap, range_size(first, it.last));
+        if (kind == Kind::kAlloc) {
+          gaps(n)[t] = it.gap;
+          gap = std::max(gap, it.gap);
+        }
+        first = it.last + 1;
+      }
+      const uint64_t last = items[pos + cnt - 1].last;
+      up.push_back(Item{last, reinterpret_cast<uint64_t>(n), track_gaps ? gap : 0});
+      pos += cnt;
+      min = last + 1;
+    }
+    ++height;
+    if (up.size() == 1) return reinterpret_cast<Node*>(up[0].ptr);
+    items = std::move(up);
+    kind = ikind;
+  }
+}
+
+// Copies `src` and everything below it; null (and nothing left behind) on ENOMEM.
+Node* copy_subtree(const Node* src, uint64_t& nodes, uint64_t& leaves) {
+  Node* c = node_alloc();
+  if (!c) return nullptr;
+  std::memcpy(c, src, sizeof(Node));
+  c->meta &= ~kDeadBit;
+  uint64_t m = meta_relaxed(src);
+  Kind k = meta_kind(m);
+  if (k == Kind::kLeaf) {
+    ++nodes, ++leaves;
+    return c;
+  }
+  unsigned cnt = meta_count(m);
+  for (unsigned i = 0; i < cnt; ++i) {
+    uint64_t sub_nodes = 0, sub_leaves = 0;
+    Node* child = copy_subtree(reinterpret_cast<const Node*>(load_slot(src, k, i)), sub_nodes, sub_leaves);
+    if (!child) {
+      for (unsigned j = 0; j < i; ++j) free_subtree(reinterpret_cast<Node*>(slots(c, k)[j]));
+      node_free(c);
+      return nullptr;
+    }
+    slots(c, k)[i] = reinterpret_cast<uint64_t>(child);
+    nodes += sub_nodes;
+    leaves += sub_leaves;
+  }
+  ++nodes;
+  return c;
+}
+
+}  // namespace
+
+absl::Status RawTree::bulk_load(std::span<const RawEntry> sorted) {
+  if (options_.external_lock) options_.external_lock->AssertHeld();
+  absl::MutexLockMaybe lock(options_.external_lock ? nullptr : &mutex_);
+  if (root_.load(std::memory_order_relaxed)) return errno_error(EEXIST, "bulk_load: tree not empty");
+  // Leaf-level items over the whole index space, nulls coalesced.
+  std::vector<Item> items;
+  items.reserve(sorted.size() * 2 + 1);
+  uint64_t next = 0;       // first index not yet covered
+  bool covered_all = false;
+  uint64_t entries = 0, nulls = 0;
+  auto push = [&](uint64_t last, uint64_t v) {
+    if (!v && !items.empty() && items.back().ptr == 0) {
+      items.back().last = last;
+      return;
+    }
+    items.push_back(Item{last, v, 0});
+  };
+  for (const RawEntry& e : sorted) {
+    if (e.first > e.last) return errno_error(EINVAL, "bulk_load: first > last");
+    if (covered_all || e.first < next) return errno_error(EINVAL, "bulk_load: input unsorted or overlapping");
+    if (e.first > next) push(e.first - 1, 0);
+    push(e.last, reinterpret_cast<uint64_t>(e.value));
+    if (e.last == kMaxIndex)
+      covered_all = true;
+    else
+      next = e.last + 1;
+  }
+  if (!covered_all) push(kMaxIndex, 0);
+  for (const Item& it : items) (it.ptr ? entries : nulls)++;
+  if (entries == 0) return absl::OkStatus();
+  std::vector<Node*> made;
+  uint64_t height = 0;
+  Node* root = build_levels(std::move(items), internal_kind(options_), options_.track_gaps, made, height);
+  if (!root) {
+    for (Node* n : made) node_free(n);
+    return errno_error(ENOMEM, "bulk_load: node allocation failed");
+  }
+  // Commit.
+  uint64_t leaves = 0;
+  for (Node* n : made) leaves += node_kind(n) == Kind::kLeaf;
+  entries_ = entries;
+  nulls_ = nulls;
+  nodes_ = made.size();
+  leaves_ = leaves;
+  height_ = height;
+  root_.store(root, std::memory_order_release);  // (W1)
+  return absl::OkStatus();
+}
+
+absl::Status RawTree::dup_into(RawTree& dst) const {
+  if (&dst == this) return errno_error(EINVAL, "dup_into: source and destination are the same tree");
+  if (options_.external_lock) options_.external_lock->AssertHeld();
+  absl::MutexLockMaybe src_lock(options_.external_lock ? nullptr : &mutex_);
+  if (dst.options_.external_lock) dst.options_.external_lock->AssertHeld();
+  absl::MutexLockMaybe dst_lock(dst.options_.external_lock ? nullptr : &dst.mutex_);
+  if (dst.root_.load(std::memory_order_relaxed)) return errno_error(EEXIST, "dup_into: destination not empty");
+  if (dst.options_.track_gaps != options_.track_gaps)
+    return errno_error(EINVAL, "dup_into: trees differ in allocation mode");
+  const Node* root = root_.load(std::memory_order_relaxed);
+  if (!root) return absl::OkStatus();
+  uint64_t nodes = 0, leaves = 0;
+  Node* copy = copy_subtree(root, nodes, leaves);
+  if (!copy) return errno_error(ENOMEM, "dup_into: node allocation failed");
+  dst.entries_ = entries_;
+  dst.nulls_ = nulls_;
+  dst.nodes_ = nodes;
+  dst.leaves_ = leaves;
+  dst.height_ = height_;
+  dst.root_.store(copy, std::memory_order_release);  // (W1)
+  return absl::OkStatus();
+}
+
+}  // namespace rcuvm::detail

@@ -1,0 +1,152 @@
+// The range tree's node: 256 bytes, 256-byte aligned (four cache lines).
+//
+// Layout, written once (words are 64-bit; W = words[]):
+//
+//   struct Leaf / RangeInternal {          struct AllocInternal {
+//     u64 meta;                              u64 meta;
+//     u64 pivot[15];     // W[0..14]         u64 pivot[9];    // W[0..8]
+//     u64 slot[16];      // W[15..30]        u64 slot[10];    // W[9..18]
+//   };                                       u64 gap[10];     // W[19..28]
+//                                            u64 unused[2];   // W[29..30]
+//                                          };
+//
+//   meta: bits 0..4 count of used slots (1..capacity), bits 5..6 kind,
+//         bit 7 dead. Only the dead bit ever changes after publication.
+//
+// Slot i covers [pivot[i-1] + 1, pivot[i]]; slot 0 starts at the node's min
+// and the last used slot (count - 1) ends at the node's max. A node's min and
+// max are implied by its parent (the root spans [0, UINT64_MAX]), so a node
+// stores count - 1 pivots. Leaf slots hold values (null = empty); internal
+// slots hold child nodes. gap[i] is the size of the largest null range under
+// child i, saturated at UINT64_MAX (a null range of 2^64 indices).
+//
+// Invariants (validate() checks them in this order and names the first broken):
+//   I1  every node reachable from the root is live (dead bit clear) and its
+//       kind is the leaf kind at depth `height-1` and the tree's internal kind
+//       above; all leaves are at the same depth.
+//   I2  1 <= count <= capacity; internal nodes other than the root have at
+//       least capacity/2 slots, leaves other than the root at least 8; an
+//       internal root has at least 2.
+//   I3  pivots strictly increase, and min <= pivot[i] < max for i < count-1.
+//   I4  internal slots are non-null.
+//   I5  no two adjacent null ranges, across node boundaries included; an
+//       empty tree has a null root, never a leaf holding one null range.
+//   I6  (allocation mode) gap[i] equals the largest null range under child i.
+//   I7  the tree's counters (entries, null ranges, nodes, leaves) match.
+//
+// Concurrency (DESIGN.md, "Concurrency protocol of the tree"):
+//   - meta count/kind and pivots are written before publication and never
+//     again, so readers read them with plain loads after (R1)/(R2).
+//   - slots are accessed through std::atomic_ref: (W2) release store of a child
+//     or value pairs with (R2) acquire load by readers.
+//   - the dead bit: (W3) release store after the replacement is published;
+//     pairs with (R3) acquire re-check by readers at the leaf.
+//   - gaps are read and written only under the writer lock; relaxed atomics
+//     keep TSAN quiet if a user breaks that rule.
+#ifndef RCUVM_SRC_TREE_NODE_H_
+#define RCUVM_SRC_TREE_NODE_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace rcuvm::detail {
+
+enum class Kind : uint8_t {
+  kLeaf = 0,    // 16 value slots, 15 pivots
+  kRange = 1,   // internal, 16 child slots, no gaps (non-allocation trees)
+  kAlloc = 2,   // internal, 10 child slots, 9 pivots, 10 gaps
+};
+
+inline constexpr unsigned kLeafSlots = 16;
+inline constexpr unsigned kRangeSlots = 16;
+inline constexpr unsigned kAllocSlots = 10;
+inline constexpr unsigned kMaxSlots = 16;
+inline constexpr uint64_t kMaxIndex = UINT64_MAX;
+
+inline constexpr uint64_t kCountMask = 0x1f;
+inline constexpr unsigned kKindShift = 5;
+inline constexpr uint64_t kDeadBit = 1u << 7;
+
+struct alignas(256) Node {
+  uint64_t meta;
+  uint64_t words[31];
+};
+static_assert(sizeof(Node) == 256, "nodes are four cache lines");
+static_assert(alignof(Node) == 256, "node pointers keep 8 low bits free");
+
+inline constexpr unsigned capacity(Kind k) { return k == Kind::kAlloc ? kAllocSlots : kLeafSlots; }
+inline constexpr unsigned min_fill(Kind k) { return capacity(k) / 2; }
+
+inline uint64_t make_meta(unsigned count, Kind kind) {
+  return uint64_t(count) | (uint64_t(kind) << kKindShift);
+}
+inline uint64_t meta_relaxed(const Node* n) {
+  return std::atomic_ref<uint64_t>(const_cast<uint64_t&>(n->meta)).load(std::memory_order_relaxed);
+}
+inline unsigned meta_count(uint64_t m) { return unsigned(m & kCountMask); }
+inline Kind meta_kind(uint64_t m) { return Kind((m >> kKindShift) & 3); }
+inline unsigned node_count(const Node* n) { return meta_count(meta_relaxed(n)); }
+inline Kind node_kind(const Node* n) { return meta_kind(meta_relaxed(n)); }
+
+// (R3) Re-reads the dead bit with acquire; pairs with (W3) in mark_dead().
+inline bool is_dead(const Node* n) {
+  return std::atomic_ref<uint64_t>(const_cast<uint64_t&>(n->meta)).load(std::memory_order_acquire) &
+         kDeadBit;
+}
+// (W3) Marks a replaced node dead after its replacement is published.
+inline void mark_dead(Node* n) {
+  std::atomic_ref<uint64_t>(n->meta).fetch_or(kDeadBit, std::memory_order_release);
+}
+
+inline const uint64_t* pivots(const Node* n) { return n->words; }
+inline uint64_t* pivots(Node* n) { return n->words; }
+inline unsigned slot_base(Kind k) { return k == Kind::kAlloc ? 9 : 15; }
+inline uint64_t* slots(Node* n, Kind k) { return n->words + slot_base(k); }
+inline uint64_t* slots(const Node* n, Kind k) { return const_cast<Node*>(n)->words + slot_base(k); }
+inline uint64_t* gaps(Node* n) { return n->words + 19; }
+inline uint64_t* gaps(const Node* n) { return const_cast<Node*>(n)->words + 19; }
+
+// (R2) Acquire load of a slot; pairs with (W2) publish_slot().
+inline uint64_t load_slot(const Node* n, Kind k, unsigned i) {
+  return std::atomic_ref<uint64_t>(slots(n, k)[i]).load(std::memory_order_acquire);
+}
+// (W2) Release store of a slot in a published node: a new child or a value.
+inline void publish_slot(Node* n, Kind k, unsigned i, uint64_t v) {
+  std::atomic_ref<uint64_t>(slots(n, k)[i]).store(v, std::memory_order_release);
+}
+inline uint64_t load_gap(const Node* n, unsigned i) {
+  return std::atomic_ref<uint64_t>(gaps(n)[i]).load(std::memory_order_relaxed);
+}
+inline void store_gap(Node* n, unsigned i, uint64_t g) {
+  std::atomic_ref<uint64_t>(gaps(n)[i]).store(g, std::memory_order_relaxed);
+}
+
+// Returns the slot of `n` (count `cnt`) that holds `index`.
+inline unsigned slot_for(const Node* n, unsigned cnt, uint64_t index) {
+  const uint64_t* piv = pivots(n);
+  unsigned i = 0;
+  while (i + 1 < cnt && index > piv[i]) ++i;
+  return i;
+}
+// First index covered by slot i of a node spanning [min, max].
+inline uint64_t slot_min(const Node* n, unsigned i, uint64_t min) {
+  return i == 0 ? min : pivots(n)[i - 1] + 1;
+}
+// Last index covered by slot i of a node with `cnt` slots spanning [min, max].
+inline uint64_t slot_max(const Node* n, unsigned i, unsigned cnt, uint64_t max) {
+  return i + 1 == cnt ? max : pivots(n)[i];
+}
+
+// Size of [first, last], saturated at UINT64_MAX.
+inline uint64_t range_size(uint64_t first, uint64_t last) {
+  uint64_t d = last - first;
+  return d == UINT64_MAX ? UINT64_MAX : d + 1;
+}
+
+// Largest null range inside a node (leaf: its null slots; internal: gaps).
+uint64_t node_max_gap(const Node* n, uint64_t min, uint64_t max);
+
+}  // namespace rcuvm::detail
+
+#endif  // RCUVM_SRC_TREE_NODE_H_

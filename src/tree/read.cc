@@ -1,0 +1,190 @@
+// Readers: load, find, find_rev and the cursor.
+//
+// Read protocol (DESIGN.md, "Concurrency protocol of the tree"):
+//   (R1) acquire the root; (R2) acquire each child or value from its slot; read
+//   pivots and counts with plain loads (immutable once published); (R3) at the
+//   leaf, after reading the answer, re-check the dead bit with acquire and
+//   restart from the root if the leaf was replaced meanwhile. The answer is
+//   then one the tree held at a moment inside the call: linearisable.
+#include <cerrno>
+
+#include "rcuvm/status.h"
+#include "sync/rcu_internal.h"
+#include "tree/tree_internal.h"
+
+namespace rcuvm::detail {
+namespace {
+
+// The leaf holding an index, with its bounds, reached by a lock-free walk.
+struct LeafHit {
+  const Node* leaf = nullptr;
+  uint64_t min = 0;
+  uint64_t max = 0;
+  unsigned count = 0;
+  unsigned off = 0;
+};
+
+// Walks from the root to the leaf holding `index`; false for an empty tree.
+// Context: inside a read section or under the writer lock.
+inline bool descend(const std::atomic<Node*>& root, uint64_t index, LeafHit& hit) {
+  const Node* n = root.load(std::memory_order_acquire);  // (R1)
+  if (!n) return false;
+  uint64_t min = 0, max = kMaxIndex;
+  for (;;) {
+    uint64_t m = meta_relaxed(n);
+    unsigned cnt = meta_count(m);
+    Kind k = meta_kind(m);
+    unsigned i = slot_for(n, cnt, index);
+    if (k == Kind::kLeaf) {
+      hit = LeafHit{n, min, max, cnt, i};
+      return true;
+    }
+    uint64_t cmin = slot_min(n, i, min);
+    max = slot_max(n, i, cnt, max);
+    min = cmin;
+    n = reinterpret_cast<const Node*>(load_slot(n, k, i));  // (R2)
+  }
+}
+
+}  // namespace
+
+void* RawTree::load(uint64_t index) const {
+  rcu::internal::ReadSection rs;
+  for (;;) {
+    LeafHit h;
+    if (!descend(root_, index, h)) return nullptr;
+    uint64_t v = load_slot(h.leaf, Kind::kLeaf, h.off);  // (R2)
+    if (!is_dead(h.leaf)) return reinterpret_cast<void*>(v);  // (R3)
+  }
+}
+
+std::optional<RawEntry> RawTree::find(uint64_t index, uint64_t max) const {
+  RawCursorState c{.index = index};
+  rcu::internal::ReadSection rs;
+  return cursor_find(c, max);
+}
+
+std::optional<RawEntry> RawTree::find_rev(uint64_t index, uint64_t min) const {
+  RawCursorState c{.index = index};
+  rcu::internal::ReadSection rs;
+  return cursor_find_rev(c, min);
+}
+
+std::optional<RawEntry> RawTree::cursor_find(RawCursorState& c, uint64_t max) const {
+  c.has_entry = false;
+  if (c.exhausted || c.index > max) return std::nullopt;
+  for (;;) {
+    LeafHit h;
+    if (c.leaf && c.index >= c.leaf_min && c.index <= c.leaf_max && !is_dead(c.leaf)) {
+      h.leaf = c.leaf;
+      h.min = c.leaf_min;
+      h.max = c.leaf_max;
+      h.count = node_count(c.leaf);
+      h.off = slot_for(c.leaf, h.count, c.index);
+    } else if (!descend(root_, c.index, h)) {
+      c.leaf = nullptr;
+      return std::nullopt;
+    }
+    c.leaf = h.leaf;
+    c.leaf_min = h.min;
+    c.leaf_max = h.max;
+    for (unsigned i = h.off; i < h.count; ++i) {
+      const uint64_t first = slot_min(h.leaf, i, h.min);
+      if (first > max) break;
+      const uint64_t v = load_slot(h.leaf, Kind::kLeaf, i);  // (R2)
+      if (!v) continue;
+      if (is_dead(h.leaf)) goto restart;  // (R3)
+      {
+        const uint64_t last = slot_max(h.leaf, i, h.count, h.max);
+        c.offset = i;
+        c.has_entry = true;
+        c.entry_first = first;
+        c.entry_last = last;
+        if (last == kMaxIndex)
+          c.exhausted = true;
+        else
+          c.index = last + 1;
+        return RawEntry{first, last, reinterpret_cast<void*>(v)};
+      }
+    }
+    if (is_dead(h.leaf)) goto restart;  // (R3): the "none" must be current too
+    if (h.max >= max || h.max == kMaxIndex) return std::nullopt;
+    c.index = h.max + 1;  // continue in the next leaf
+    continue;
+  restart:
+    c.leaf = nullptr;
+  }
+}
+
+std::optional<RawEntry> RawTree::cursor_find_rev(RawCursorState& c, uint64_t min) const {
+  c.has_entry = false;
+  if (c.exhausted || c.index < min) return std::nullopt;
+  for (;;) {
+    LeafHit h;
+    if (c.leaf && c.index >= c.leaf_min && c.index <= c.leaf_max && !is_dead(c.leaf)) {
+      h.leaf = c.leaf;
+      h.min = c.leaf_min;
+      h.max = c.leaf_max;
+      h.count = node_count(c.leaf);
+      h.off = slot_for(c.leaf, h.count, c.index);
+    } else if (!descend(root_, c.index, h)) {
+      c.leaf = nullptr;
+      return std::nullopt;
+    }
+    c.leaf = h.leaf;
+    c.leaf_min = h.min;
+    c.leaf_max = h.max;
+    for (unsigned i = h.off + 1; i-- > 0;) {
+      const uint64_t last = slot_max(h.leaf, i, h.count, h.max);
+      if (last < min) break;
+      const uint64_t v = load_slot(h.leaf, Kind::kLeaf, i);  // (R2)
+      if (!v) continue;
+      if (is_dead(h.leaf)) goto restart;  // (R3)
+      {
+        const uint64_t first = slot_min(h.leaf, i, h.min);
+        c.offset = i;
+        c.has_entry = true;
+        c.entry_first = first;
+        c.entry_last = last;
+        if (first == 0)
+          c.exhausted = true;
+        else
+          c.index = first - 1;
+        return RawEntry{first, last, reinterpret_cast<void*>(v)};
+      }
+    }
+    if (is_dead(h.leaf)) goto restart;  // (R3)
+    if (h.min <= min || h.min == 0) return std::nullopt;
+    c.index = h.min - 1;
+    continue;
+  restart:
+    c.leaf = nullptr;
+  }
+}
+
+absl::Status RawTree::cursor_replace(RawCursorState& c, void* value) {
+  assert_writer_held();
+  if (!value) return errno_error(EINVAL, "replace: null value (use store or erase)");
+  if (!c.has_entry) return errno_error(EINVAL, "replace: the cursor holds no entry");
+  Node* leaf = const_cast<Node*>(c.leaf);
+  if (!leaf || is_dead(leaf) || c.entry_first < c.leaf_min || c.entry_last > c.leaf_max) {
+    // The leaf was replaced by a write since the step: find the entry again.
+    LeafHit h;
+    if (!descend(root_, c.entry_first, h)) return errno_error(EINVAL, "replace: entry gone");
+    leaf = const_cast<Node*>(h.leaf);
+    c.leaf = h.leaf;
+    c.leaf_min = h.min;
+    c.leaf_max = h.max;
+    c.offset = h.off;
+  }
+  const unsigned cnt = node_count(leaf);
+  const unsigned i = c.offset;
+  if (i >= cnt || slot_min(leaf, i, c.leaf_min) != c.entry_first ||
+      slot_max(leaf, i, cnt, c.leaf_max) != c.entry_last || slots(leaf, Kind::kLeaf)[i] == 0) {
+    return errno_error(EINVAL, "replace: the entry changed since the cursor returned it");
+  }
+  publish_slot(leaf, Kind::kLeaf, i, reinterpret_cast<uint64_t>(value));  // (W2)
+  return absl::OkStatus();
+}
+
+}  // namespace rcuvm::detail

@@ -1,0 +1,75 @@
+// Internal machinery shared by the tree's source files: walks, item lists,
+// and the state of one write (what it allocated, what it will retire).
+#ifndef RCUVM_SRC_TREE_TREE_INTERNAL_H_
+#define RCUVM_SRC_TREE_TREE_INTERNAL_H_
+
+#include <cstdint>
+
+#include "absl/container/inlined_vector.h"
+#include "rcuvm/detail/raw_tree.h"
+#include "tree/node.h"
+#include "tree/node_alloc.h"
+
+namespace rcuvm::detail {
+
+inline constexpr unsigned kMaxHeight = 40;
+
+// One slot's worth of content: a value (leaf level) or a child with the
+// largest gap below it (internal levels). `last` is the slot's last index.
+struct Item {
+  uint64_t last;
+  uint64_t ptr;
+  uint64_t gap;
+};
+using ItemList = absl::InlinedVector<Item, 48>;
+
+// The node visited at one level of a walk toward an index.
+struct PathStep {
+  Node* node = nullptr;
+  uint64_t min = 0;
+  uint64_t max = 0;
+  unsigned off = 0;    // slot followed (internal) or holding the index (leaf)
+  unsigned count = 0;
+  Kind kind = Kind::kLeaf;
+};
+// Indexed by level: 0 is the leaf, height-1 the root.
+struct Path {
+  PathStep at[kMaxHeight];
+};
+
+// Everything RawTree's private state is reached through.
+struct TreeAccess {
+  static std::atomic<Node*>& root(RawTree& t) { return t.root_; }
+  static Node* root(const RawTree& t) { return t.root_.load(std::memory_order_acquire); }
+  static const TreeOptions& options(const RawTree& t) { return t.options_; }
+  static uint64_t& height(RawTree& t) { return t.height_; }
+  static uint64_t height(const RawTree& t) { return t.height_; }
+  static Node*& reserve(RawTree& t) { return t.reserve_; }
+  static size_t& reserve_count(RawTree& t) { return t.reserve_count_; }
+  static void*& reserve_batch(RawTree& t) { return t.reserve_batch_; }
+  static uint64_t& entries(RawTree& t) { return t.entries_; }
+  static uint64_t& nulls(RawTree& t) { return t.nulls_; }
+  static uint64_t& nodes(RawTree& t) { return t.nodes_; }
+  static uint64_t& leaves(RawTree& t) { return t.leaves_; }
+  static const RawTree& as_const(RawTree& t) { return t; }
+  static uint64_t entries(const RawTree& t) { return t.entries_; }
+  static uint64_t nulls(const RawTree& t) { return t.nulls_; }
+  static uint64_t nodes(const RawTree& t) { return t.nodes_; }
+  static uint64_t leaves(const RawTree& t) { return t.leaves_; }
+};
+
+inline Kind internal_kind(const TreeOptions& o) { return o.track_gaps ? Kind::kAlloc : Kind::kRange; }
+
+// Walks from `root` (height h >= 1) to the leaf holding `index`, filling
+// path.at[0..h-1]. Writer context: plain loads are enough.
+void walk_path(Node* root, uint64_t height, uint64_t index, Path& path);
+
+// Appends the slots of `n` (spanning [.., max]) to `out` as items.
+void read_items(const Node* n, uint64_t max, ItemList& out);
+
+// Frees the nodes left in a reserve chain / batch (destructor, destroy).
+void release_reserve(RawTree& t);
+
+}  // namespace rcuvm::detail
+
+#endif  // RCUVM_SRC_TREE_TREE_INTERNAL_H_
