@@ -13,6 +13,7 @@
 #ifndef RCUVM_TESTS_REFERENCE_MODEL_H_
 #define RCUVM_TESTS_REFERENCE_MODEL_H_
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <iterator>
