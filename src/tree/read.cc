@@ -29,6 +29,7 @@ struct LeafHit {
 inline bool descend(const std::atomic<Node*>& root, uint64_t index, LeafHit& hit) {
   const Node* n = root.load(std::memory_order_acquire);  // (R1)
   if (!n) return false;
+  prefetch_node(n);
   uint64_t min = 0, max = kMaxIndex;
   for (;;) {
     uint64_t m = meta_relaxed(n);
@@ -43,6 +44,7 @@ inline bool descend(const std::atomic<Node*>& root, uint64_t index, LeafHit& hit
     max = slot_max(n, i, cnt, max);
     min = cmin;
     n = reinterpret_cast<const Node*>(load_slot(n, k, i));  // (R2)
+    prefetch_node(n);
   }
 }
 

@@ -51,6 +51,7 @@ void walk_path(Node* root, uint64_t height, uint64_t index, Path& path) {
     uint64_t cmin = slot_min(n, s.off, min);
     uint64_t cmax = slot_max(n, s.off, s.count, max);
     n = reinterpret_cast<Node*>(slots(n, s.kind)[s.off]);
+    prefetch_node(n);
     min = cmin;
     max = cmax;
   }
@@ -408,6 +409,22 @@ RawEntry entry_at(Node* root, uint64_t height, uint64_t index) {
                   reinterpret_cast<void*>(slots(s.node, Kind::kLeaf)[s.off])};
 }
 
+// Returns the entry in slot `off` of a leaf on a path.
+RawEntry entry_in_leaf(const PathStep& s, unsigned off) {
+  return RawEntry{slot_min(s.node, off, s.min), slot_max(s.node, off, s.count, s.max),
+                  reinterpret_cast<void*>(slots(s.node, Kind::kLeaf)[off])};
+}
+
+// When `index` lies in the leaf of `from`, copies that path into `to` with the
+// leaf offset of `index` and returns true; otherwise a new walk is needed.
+bool leaf_path_for(const Path& from, uint64_t height, uint64_t index, Path& to) {
+  const PathStep& leaf = from.at[0];
+  if (index < leaf.min || index > leaf.max) return false;
+  for (uint64_t l = 0; l < height; ++l) to.at[l] = from.at[l];
+  to.at[0].off = slot_for(leaf.node, leaf.count, index);
+  return true;
+}
+
 }  // namespace
 
 absl::Status RawTree::store_locked(uint64_t first, uint64_t last, void* value) {
@@ -430,35 +447,51 @@ absl::Status RawTree::store_locked(uint64_t first, uint64_t last, void* value) {
   }
 
   uint64_t lo = first, hi = last;
-  RawEntry at_lo = entry_at(root, height_, lo);
+  Path lpath, rpath;
+  walk_path(root, height_, lo, lpath);
+  RawEntry at_lo = entry_in_leaf(lpath.at[0], lpath.at[0].off);
   if (at_lo.first == lo && at_lo.last == hi) {
     // Same bounds: a value swap is one atomic store, and null over null is a no-op.
     if (at_lo.value && v) {
-      Path path;
-      walk_path(root, height_, lo, path);
-      publish_slot(path.at[0].node, Kind::kLeaf, path.at[0].off, v);  // (W2)
+      publish_slot(lpath.at[0].node, Kind::kLeaf, lpath.at[0].off, v);  // (W2)
       return absl::OkStatus();
     }
     if (!at_lo.value && !v) return absl::OkStatus();
   }
   if (!v) {
-    // Null stores absorb the null ranges they touch, so nulls never sit side by side.
-    if (!at_lo.value) lo = at_lo.first;
-    else if (lo > 0) {
-      RawEntry before = entry_at(root, height_, lo - 1);
-      if (!before.value) lo = before.first;
+    // Null stores absorb the null ranges they touch, so nulls never sit side by
+    // side. The entry at lo is in lpath's leaf, so only a null range that ends
+    // just before lo in the previous leaf needs another walk.
+    if (!at_lo.value) {
+      lo = at_lo.first;
+    } else if (lo == at_lo.first && lo > 0) {
+      PathStep& L = lpath.at[0];
+      if (L.off > 0) {
+        RawEntry before = entry_in_leaf(L, L.off - 1);
+        if (!before.value) lo = before.first, --L.off;
+      } else {
+        RawEntry before = entry_at(root, height_, lo - 1);
+        if (!before.value) lo = before.first, walk_path(root, height_, lo, lpath);
+      }
     }
-    RawEntry at_hi = entry_at(root, height_, hi);
-    if (!at_hi.value) hi = at_hi.last;
-    else if (hi < kMaxIndex) {
-      RawEntry after = entry_at(root, height_, hi + 1);
-      if (!after.value) hi = after.last;
+  }
+  if (!leaf_path_for(lpath, height_, hi, rpath)) walk_path(root, height_, hi, rpath);
+  if (!v) {
+    RawEntry at_hi = entry_in_leaf(rpath.at[0], rpath.at[0].off);
+    if (!at_hi.value) {
+      hi = at_hi.last;
+    } else if (hi == at_hi.last && hi < kMaxIndex) {
+      PathStep& R = rpath.at[0];
+      if (R.off + 1 < R.count) {
+        RawEntry after = entry_in_leaf(R, R.off + 1);
+        if (!after.value) hi = after.last, ++R.off;
+      } else {
+        RawEntry after = entry_at(root, height_, hi + 1);
+        if (!after.value) hi = after.last, walk_path(root, height_, hi, rpath);
+      }
     }
   }
 
-  Path lpath, rpath;
-  walk_path(root, height_, lo, lpath);
-  walk_path(root, height_, hi, rpath);
   const unsigned top_level = unsigned(height_ - 1);
 
   ItemList items;
