@@ -141,13 +141,14 @@ inline bool is_write(OpKind k) {
   return k == OpKind::kStore || k == OpKind::kInsert || k == OpKind::kErase || k == OpKind::kDup;
 }
 
-// Runs `ops` on the tree and the model. Returns "" when every answer agrees and
-// the tree validates after every write; otherwise a report that ends with a
-// treeops script reproducing the failure.
-inline std::string run_differential(const std::vector<Op>& ops) {
+// Runs `ops` on the tree and the model (or any two backends). Returns "" when
+// every answer agrees and the first backend validates after every write;
+// otherwise a report that ends with a treeops script reproducing the failure.
+template <typename Subject = TreeBackend, typename Reference = testing::ModelBackend>
+std::string run_differential(const std::vector<Op>& ops) {
   std::string tree_out, model_out;
-  Executor<TreeBackend> tree(&tree_out);
-  Executor<testing::ModelBackend> model(&model_out);
+  Executor<Subject> tree(&tree_out);
+  Executor<Reference> model(&model_out);
   std::string script;
   auto report = [&](const std::string& what) {
     return what + "\n--- reproducer (rcuvm-treeops script) ---\n" + script;
