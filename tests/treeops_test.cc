@@ -25,14 +25,14 @@ namespace fs = std::filesystem;
 
 const std::string kTool = RCUVM_TOOLS_DIR "/rcuvm-treeops";
 
-struct Run {
+struct ToolRun {
   int status = -1;  // exit status, or -1 when the program did not exit normally
   std::string out;
 };
 
 // Runs `command` through the shell and collects its standard output.
-Run run_command(const std::string& command) {
-  Run r;
+ToolRun run_command(const std::string& command) {
+  ToolRun r;
   std::FILE* p = popen(command.c_str(), "r");
   if (!p) return r;
   char buf[1 << 16];
@@ -45,7 +45,7 @@ Run run_command(const std::string& command) {
 
 std::string quoted(const std::string& s) { return "'" + s + "'"; }
 
-Run run_tool(const std::string& args) { return run_command(quoted(kTool) + " " + args); }
+ToolRun run_tool(const std::string& args) { return run_command(quoted(kTool) + " " + args); }
 
 std::string read_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -61,8 +61,7 @@ std::vector<std::string> lines_of(const std::string& text) {
   return v;
 }
 
-// Describes the first differing answer line, with the script line that
-// produced nothing more precise than its answer number.
+// Describes the first differing answer line, or "" when the texts are equal.
 std::string first_line_difference(const std::string& got, const std::string& want) {
   auto g = lines_of(got);
   auto w = lines_of(want);
@@ -107,7 +106,7 @@ TEST_P(GoldenScript, ToolAndModelGiveTheExpectedAnswers) {
   EXPECT_EQ(first_line_difference(model_answers(script, &parse_errors), expected), "")
       << "the reference model disagrees with " << expected_path;
 
-  Run r = run_tool(quoted(ops.string()));
+  ToolRun r = run_tool(quoted(ops.string()));
   EXPECT_EQ(r.status, parse_errors ? 1 : 0);
   EXPECT_EQ(first_line_difference(r.out, expected), "") << "rcuvm-treeops " << ops;
 }
@@ -142,7 +141,8 @@ std::string generated_script(uint64_t lines, uint64_t seed) {
   auto num = [](uint64_t v) { return std::to_string(v); };
   for (uint64_t i = 1; i < lines; ++i) {
     const uint64_t a = idx();
-    const uint64_t b = rng.one_in(8) ? idx() : std::min(a + rng.below(64), UINT64_MAX - 0) ;
+    const uint64_t step = rng.below(64);
+    const uint64_t b = rng.one_in(8) ? idx() : (UINT64_MAX - a < step ? UINT64_MAX : a + step);
     const uint64_t len = rng.below(64) + 1;
     switch (rng.below(24)) {
       case 0: case 1: case 2: case 3: case 4:
@@ -181,7 +181,7 @@ TEST(TreeopsTool, GeneratedScriptMatchesTheModel) {
   uint64_t parse_errors = 0;
   const std::string want = model_answers(script, &parse_errors);
   ASSERT_EQ(parse_errors, 0u);
-  Run r = run_tool(quoted(path.string()));
+  ToolRun r = run_tool(quoted(path.string()));
   EXPECT_EQ(r.status, 0);
   EXPECT_EQ(first_line_difference(r.out, want), "") << "script kept at " << path;
 }
@@ -190,7 +190,7 @@ TEST(TreeopsTool, GeneratedScriptMatchesTheModel) {
 
 TEST(TreeopsTool, HelpDescribesTheLanguage) {
   ExpectToolExists();
-  Run r = run_tool("--help");
+  ToolRun r = run_tool("--help");
   EXPECT_EQ(r.status, 0);
   EXPECT_NE(r.out.find("store F L V"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("gap_rev MIN MAX SIZE"), std::string::npos) << r.out;
@@ -198,21 +198,21 @@ TEST(TreeopsTool, HelpDescribesTheLanguage) {
 
 TEST(TreeopsTool, ReadsStandardInput) {
   ExpectToolExists();
-  Run r = run_command("printf 'store 1 5 7\\nfind 0 100\\nload 6\\n' | " + quoted(kTool));
+  ToolRun r = run_command("printf 'store 1 5 7\\nfind 0 100\\nload 6\\n' | " + quoted(kTool));
   EXPECT_EQ(r.status, 0);
   EXPECT_EQ(r.out, "ok\n1 5 7\n0\n");
 }
 
 TEST(TreeopsTool, ParseErrorsSetTheExitStatus) {
   ExpectToolExists();
-  Run r = run_command("printf 'store 1 5\\ncount\\n' | " + quoted(kTool));
+  ToolRun r = run_command("printf 'store 1 5\\ncount\\n' | " + quoted(kTool));
   EXPECT_EQ(r.status, 1);
   EXPECT_EQ(r.out, "error parse: 1\n0\n");
 }
 
 TEST(TreeopsTool, MissingFileIsAnError) {
   ExpectToolExists();
-  Run r = run_tool("/nonexistent/rcuvm/script.ops 2>/dev/null");
+  ToolRun r = run_tool("/nonexistent/rcuvm/script.ops 2>/dev/null");
   EXPECT_EQ(r.status, 2);
   EXPECT_EQ(r.out, "");
 }
