@@ -12,6 +12,7 @@
 
 #include <sys/mman.h>
 
+#include <cstddef>
 #include <cstdlib>
 #include <mutex>
 #include <new>
@@ -121,11 +122,19 @@ void free_subtree(Node* n) {
 }
 
 RetireBatch* RetireBatch::create(size_t capacity) {
+  // Most writes retire a handful of nodes: such a batch fits in a node's
+  // memory and comes from the same cache, without a trip to malloc.
+  constexpr size_t kHeader = sizeof(RetireBatch) - sizeof(uintptr_t);  // items_ is last
+  constexpr size_t kInNode = (sizeof(Node) - kHeader) / sizeof(uintptr_t);
+  if (capacity <= kInNode) {
+    Node* mem = node_alloc();
+    if (!mem) return nullptr;
+    return new (mem) RetireBatch(kInNode, true);
+  }
   if (allocation_should_fail()) return nullptr;
-  size_t bytes = sizeof(RetireBatch) + (capacity ? capacity - 1 : 0) * sizeof(uintptr_t);
-  void* mem = std::malloc(bytes);
+  void* mem = std::malloc(kHeader + capacity * sizeof(uintptr_t));
   if (!mem) return nullptr;
-  return new (mem) RetireBatch(capacity);
+  return new (mem) RetireBatch(capacity, false);
 }
 
 void RetireBatch::free_now() {
@@ -136,8 +145,12 @@ void RetireBatch::free_now() {
     else
       node_free(n);
   }
+  const bool in_node = in_node_;
   this->~RetireBatch();
-  std::free(this);
+  if (in_node)
+    node_free(reinterpret_cast<Node*>(this));
+  else
+    std::free(this);
 }
 
 }  // namespace rcuvm::detail

@@ -36,9 +36,10 @@ class RetireBatch final : public rcu::Deferred {
   void reclaim() override { free_now(); }
 
  private:
-  explicit RetireBatch(size_t capacity) : capacity_(capacity) {}
+  RetireBatch(size_t capacity, bool in_node) : capacity_(capacity), in_node_(in_node) {}
   size_t capacity_;
   size_t count_ = 0;
+  bool in_node_;  // the batch lives in a node's memory (small batches)
   uintptr_t items_[1];  // really `capacity_` entries
 };
 
