@@ -52,17 +52,20 @@ class Decoder {
     return v;
   }
 
-  // A last index for a range starting at `first`; occasionally below it.
+  // A last index for a range starting at `first`: mostly short ranges so trees
+  // grow deep, sometimes page-sized or long ones, rarely any index (EINVAL
+  // when below first).
   uint64_t last_for(uint64_t first) {
     const uint8_t s = byte();
     uint64_t len = 0;
-    switch (s >> 6) {
-      case 0: len = s & 15; break;                                  // a few indices
-      case 1: len = ((s & 63) << 8 | byte()); break;                // up to 16k: many leaves
-      case 2: len = uint64_t((s & 63) << 8 | byte()) << 12; break;  // page counts
-      case 3: {
-        return index();  // any index; EINVAL when below first
-      }
+    if (s < 160) {
+      len = s & 15;
+    } else if (s < 208) {
+      len = uint64_t(s & 63) << 4 | (byte() & 15);
+    } else if (s < 240) {
+      len = (uint64_t((s & 15) + 1) << 12) - 1;
+    } else {
+      return index();
     }
     uint64_t last = first + len;
     if (last < first) last = UINT64_MAX;  // saturate
@@ -149,29 +152,31 @@ std::string run_differential(const std::vector<Op>& ops) {
   std::string tree_out, model_out;
   Executor<Subject> tree(&tree_out);
   Executor<Reference> model(&model_out);
-  std::string script;
-  auto report = [&](const std::string& what) {
-    return what + "\n--- reproducer (rcuvm-treeops script) ---\n" + script;
-  };
   Op whole;
   whole.kind = OpKind::kRange;
   whole.b = UINT64_MAX;
+  // The reproducer is written only on failure: operations 0..upto, then `tail`.
+  auto report = [&ops, &whole](const std::string& what, size_t upto, const char* tail) {
+    std::string s = what + "\n--- reproducer (rcuvm-treeops script) ---\n";
+    for (size_t i = 0; i <= upto; ++i) s += format_op(i < ops.size() ? ops[i] : whole) + '\n';
+    return s + tail;
+  };
   for (size_t i = 0; i <= ops.size(); ++i) {
     // A final pass over everything catches entries no query happened to touch.
     const Op& op = i < ops.size() ? ops[i] : whole;
-    script += format_op(op) + '\n';
     tree_out.clear();
     model_out.clear();
     tree.run(op);
     model.run(op);
     if (tree_out != model_out) {
       return report("answers differ at operation " + std::to_string(i) + " (" + format_op(op) +
-                    ")\ntree:  " + tree_out + "model: " + model_out);
+                        ")\ntree:  " + tree_out + "model: " + model_out,
+                    i, "");
     }
     if (is_write(op.kind)) {
       if (std::string why = tree.backend().validate(); !why.empty()) {
-        script += "validate\n";
-        return report("validate failed after operation " + std::to_string(i) + ": " + why);
+        return report("validate failed after operation " + std::to_string(i) + ": " + why, i,
+                      "validate\n");
       }
     }
   }

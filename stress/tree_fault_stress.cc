@@ -8,4 +8,6 @@
 //   tree_fault_stress --seconds 3 [--readers 4] [--seed N] [--fail-one-in 12]
 #include "tree_churn.h"
 
-int main(int argc, char** argv) { return rcuvm::stress::run_churn_stress(argc, argv, /*faults=*/true); }
+int main(int argc, char** argv) {
+  return rcuvm::stress::run_churn_stress(argc, argv, /*faults=*/true);
+}

@@ -151,7 +151,9 @@ void store_or_fail(Tree& t, uint64_t first, uint64_t last, KValue* v, const char
 class KernelReader {
  public:
   KernelReader(StressShared& sh, int id, int nreaders, bool forward)
-      : sh_(sh), forward_(forward), group_(id * kGroups / std::max(nreaders, 1) % kGroups),
+      : sh_(sh),
+        forward_(forward),
+        group_(id * kGroups / std::max(nreaders, 1) % kGroups),
         rng_(uint64_t(id) * 7919 + 17) {}
 
   void run() {
@@ -213,13 +215,15 @@ class KernelReader {
                      "%s walk of group %d: entry %s has bounds of no range (expected [%#" PRIx64
                      ", %#" PRIx64 "] here): torn or out of order",
                      forward_ ? "forward" : "reverse", g, describe(e).c_str(),
-                     k < kGroupSize ? rs.first(base + k) : 0, k < kGroupSize ? rs.last(base + k) : 0);
+                     k < kGroupSize ? rs.first(base + k) : 0,
+                     k < kGroupSize ? rs.last(base + k) : 0);
       present[k] = true;
       value[k] = e.value;
       ++k;
     }
     for (; k < kGroupSize; ++k)
-      STRESS_REQUIRE(roles.optional(k), "%s walk of group %d: range %d [%#" PRIx64 ", %#" PRIx64
+      STRESS_REQUIRE(roles.optional(k),
+                     "%s walk of group %d: range %d [%#" PRIx64 ", %#" PRIx64
                      "] (never removed) missing at the end",
                      forward_ ? "forward" : "reverse", g, base + k, rs.first(base + k),
                      rs.last(base + k));
@@ -231,7 +235,8 @@ class KernelReader {
       const KValue* v = value[k];
       bool ok = v == rs.original(r) || (k == roles.flip && v == rs.toggled(r)) ||
                 (k == roles.mod && v == rs.modified(r));
-      STRESS_REQUIRE(ok, "group %d range %d [%#" PRIx64 ", %#" PRIx64
+      STRESS_REQUIRE(ok,
+                     "group %d range %d [%#" PRIx64 ", %#" PRIx64
                      "] holds %p (kind %d of range %d), which the writer never stored there",
                      g, r, rs.first(r), rs.last(r), static_cast<const void*>(v), int(v->kind),
                      v->range);
@@ -250,21 +255,26 @@ class KernelReader {
       if (f.deleted != pass) sh_.seen.deletes.fetch_add(1, std::memory_order_relaxed);
       f.deleted = pass;
     } else {
-      STRESS_REQUIRE(f.deleted != pass, "group %d: range %d reappeared after this reader saw it deleted in pass %" PRIu64,
-                     g, base + roles.del, pass / 2);
+      STRESS_REQUIRE(
+          f.deleted != pass,
+          "group %d: range %d reappeared after this reader saw it deleted in pass %" PRIu64, g,
+          base + roles.del, pass / 2);
     }
     if (present[roles.add]) {
       if (f.added != pass) sh_.seen.adds.fetch_add(1, std::memory_order_relaxed);
       f.added = pass;
     } else {
-      STRESS_REQUIRE(f.added != pass, "group %d: range %d vanished after this reader saw it added in pass %" PRIu64,
+      STRESS_REQUIRE(f.added != pass,
+                     "group %d: range %d vanished after this reader saw it added in pass %" PRIu64,
                      g, base + roles.add, pass / 2);
     }
     if (value[roles.mod] == rs.modified(base + roles.mod)) {
       if (f.modified != pass) sh_.seen.modifies.fetch_add(1, std::memory_order_relaxed);
       f.modified = pass;
     } else {
-      STRESS_REQUIRE(f.modified != pass, "group %d: range %d showed its old value after this reader saw it modified in pass %" PRIu64,
+      STRESS_REQUIRE(f.modified != pass,
+                     "group %d: range %d showed its old value after this reader saw it modified in "
+                     "pass %" PRIu64,
                      g, base + roles.mod, pass / 2);
     }
   }
@@ -281,8 +291,9 @@ class KernelReader {
       const KValue* v = sh_.tree.load(index);
       bool ok = v == rs.original(r) || (k == roles.flip && v == rs.toggled(r)) ||
                 (k == roles.mod && v == rs.modified(r)) || (!v && roles.optional(k));
-      STRESS_REQUIRE(ok, "load(%#" PRIx64 ") in range %d returned %p, which the writer never stored there",
-                     index, r, static_cast<const void*>(v));
+      STRESS_REQUIRE(
+          ok, "load(%#" PRIx64 ") in range %d returned %p, which the writer never stored there",
+          index, r, static_cast<const void*>(v));
       if (r + 1 < kRanges && rs.first(r + 1) > rs.last(r) + 1) {
         uint64_t hole = rng_.between(rs.last(r) + 1, rs.first(r + 1) - 1);
         const KValue* h = sh_.tree.load(hole);
@@ -361,7 +372,8 @@ PassCounts rcu_stress(bool forward, int nreaders, uint64_t seed, double seconds,
   Rng rng(seed);
   sh.ranges = std::make_unique<RangeSet>(rng);
   RangeSet& rs = *sh.ranges;
-  for (int r = 0; r < kRanges; ++r) store_or_fail(sh.tree, rs.first(r), rs.last(r), rs.original(r), "setup");
+  for (int r = 0; r < kRanges; ++r)
+    store_or_fail(sh.tree, rs.first(r), rs.last(r), rs.original(r), "setup");
   for (int g = 0; g < kGroups; ++g) {
     int a = g * kGroupSize + Roles(g).add;
     store_or_fail(sh.tree, rs.first(a), rs.last(a), nullptr, "setup (remove the add entries)");
@@ -420,7 +432,8 @@ int check_rcu_simulated() {
   KValue* orig = &vals[target / 10];
   Tree t;
   auto fill = [&] {
-    for (uint64_t i = 0; i <= nr; ++i) store_or_fail(t, i * 10, i * 10 + 5, &vals[i], "simulated setup");
+    for (uint64_t i = 0; i <= nr; ++i)
+      store_or_fail(t, i * 10, i * 10 + 5, &vals[i], "simulated setup");
   };
   fill();
   int checks = 0;
@@ -438,7 +451,8 @@ int check_rcu_simulated() {
       {"overwrite its first half", target, target + 2, true, target, target + 2},
       {"overwrite its last half", target + 2, target + 5, false, target, target + 1},
       {"overwrite more than the entry", target - 5, target + 15, true, target - 5, target + 15},
-      {"overwrite more than the node", target - 400, target + 400, true, target - 400, target + 400},
+      {"overwrite more than the node", target - 400, target + 400, true, target - 400,
+       target + 400},
       {"overwrite the whole tree", 0, UINT64_MAX, true, 0, UINT64_MAX},
   };
   for (const Case& c : cases) {
@@ -456,7 +470,8 @@ int check_rcu_simulated() {
       cur.seek(target);
       auto again = cur.next(target);
       STRESS_REQUIRE(again && again->value == (c.reader_sees_new ? &val : orig),
-                     "simulated RCU, %s: the cursor re-walked to %s", c.name, describe(again).c_str());
+                     "simulated RCU, %s: the cursor re-walked to %s", c.name,
+                     describe(again).c_str());
       checks += 3;
     }
     // Restore as the kernel does (store the original over the written range),
@@ -471,17 +486,21 @@ int check_rcu_simulated() {
     rcu::ReadGuard guard;
     auto cur = t.cursor(target);
     auto e = cur.prev();
-    STRESS_REQUIRE(e && e->first == target && e->value == orig, "simulated RCU, next check: prev() gave %s", describe(e).c_str());
+    STRESS_REQUIRE(e && e->first == target && e->value == orig,
+                   "simulated RCU, next check: prev() gave %s", describe(e).c_str());
     e = cur.prev();
-    STRESS_REQUIRE(e && e->first == target - 10, "simulated RCU, next check: second prev() gave %s", describe(e).c_str());
+    STRESS_REQUIRE(e && e->first == target - 10, "simulated RCU, next check: second prev() gave %s",
+                   describe(e).c_str());
     store_or_fail(t, target, target + 5, &val, "next check");
     for (int i = 0; i < 4; ++i) {
       e = cur.next();
-      STRESS_REQUIRE(e && e->first <= target, "simulated RCU, next check: next() gave %s", describe(e).c_str());
+      STRESS_REQUIRE(e && e->first <= target, "simulated RCU, next check: next() gave %s",
+                     describe(e).c_str());
       if (e->first == target) break;
     }
     STRESS_REQUIRE(e->first == target && e->last == target + 5 && e->value == &val,
-                   "simulated RCU, next check: after the write next() gave %s", describe(e).c_str());
+                   "simulated RCU, next check: after the write next() gave %s",
+                   describe(e).c_str());
     ++checks;
   }
   store_or_fail(t, target, target + 5, orig, "restore");
@@ -490,21 +509,24 @@ int check_rcu_simulated() {
     rcu::ReadGuard guard;
     auto cur = t.cursor(target);
     auto e = cur.next();
-    STRESS_REQUIRE(e && e->first == target && e->value == orig, "simulated RCU, prev check: next() gave %s", describe(e).c_str());
+    STRESS_REQUIRE(e && e->first == target && e->value == orig,
+                   "simulated RCU, prev check: next() gave %s", describe(e).c_str());
     store_or_fail(t, target, target + 5, &val, "prev check");
     for (int i = 0; i < 4; ++i) {
       e = cur.prev();
-      STRESS_REQUIRE(e && e->last >= target, "simulated RCU, prev check: prev() gave %s", describe(e).c_str());
+      STRESS_REQUIRE(e && e->last >= target, "simulated RCU, prev check: prev() gave %s",
+                     describe(e).c_str());
       if (e->first == target) break;
     }
     STRESS_REQUIRE(e->first == target && e->last == target + 5 && e->value == &val,
-                   "simulated RCU, prev check: after the write prev() gave %s", describe(e).c_str());
+                   "simulated RCU, prev check: after the write prev() gave %s",
+                   describe(e).c_str());
     ++checks;
   }
   absl::Status v = t.validate();
   STRESS_REQUIRE(v.ok(), "validate() after the simulated RCU checks: %s", v.ToString().c_str());
   t.destroy();
-  rcu::drain();  // the nodes replaced above are freed before `vals` goes
+  rcu::drain();  // free the replaced nodes now: each phase starts clean
   return checks;
 }
 
@@ -556,14 +578,19 @@ void symmetric_reader(SymmetricShared& sh) {
                        "symmetric expansion torn (cursor): middle range seen as %s",
                        describe(x).c_str());
       else if (x->value == &sh.pieces[99])
-        STRESS_REQUIRE(x->first == sh.index - sh.len, "left neighbour seen as %s", describe(x).c_str());
+        STRESS_REQUIRE(x->first == sh.index - sh.len, "left neighbour seen as %s",
+                       describe(x).c_str());
       else if (x->value == &sh.pieces[101])
-        STRESS_REQUIRE(x->last == sh.last + sh.len, "right neighbour seen as %s", describe(x).c_str());
+        STRESS_REQUIRE(x->last == sh.last + sh.len, "right neighbour seen as %s",
+                       describe(x).c_str());
       else
-        STRESS_REQUIRE(false, "symmetric expansion: cursor met %s, never stored there", describe(x).c_str());
+        STRESS_REQUIRE(false, "symmetric expansion: cursor met %s, never stored there",
+                       describe(x).c_str());
       prev = x;
     }
     reads += 3;
+    // Leave the writer some CPU when readers outnumber cores (--readers 200).
+    if (reads % 96 == 0) std::this_thread::yield();
   }
   sh.reads.fetch_add(reads);
 }
@@ -617,7 +644,8 @@ int main(int argc, char** argv) {
   const int nreaders = args.readers(8);
   const uint64_t seed = args.seed();
   STRESS_REQUIRE(nreaders >= 1, "--readers must be at least 1");
-  std::printf("%s: seed %" PRIu64 ", %.1f s, %d readers\n", program_name(), seed, seconds, nreaders);
+  std::printf("%s: seed %" PRIu64 ", %.1f s, %d readers\n", program_name(), seed, seconds,
+              nreaders);
   std::fflush(stdout);
   auto start = std::chrono::steady_clock::now();
 
@@ -629,11 +657,13 @@ int main(int argc, char** argv) {
   uint64_t sym_steps = symmetric_expansion(nreaders, seconds * 0.2, sym_reads);
   rcuvm::rcu::drain();
 
-  std::printf("%s: PASS in %.1f s (seed %" PRIu64 "): %d ranges in %d groups, %d readers; "
-              "forward %" PRIu64 " passes / %" PRIu64 " stores, reverse %" PRIu64 " passes / %" PRIu64
-              " stores; %" PRIu64 " group walks (%" PRIu64 " entries) and %" PRIu64
-              " point loads all consistent, seeing %" PRIu64 " toggles, %" PRIu64 " deletes, %" PRIu64
-              " adds, %" PRIu64 " modifies; %d simulated-RCU checks; symmetric expansion: %" PRIu64
+  std::printf("%s: PASS in %.1f s (seed %" PRIu64
+              "): %d ranges in %d groups, %d readers; "
+              "forward %" PRIu64 " passes / %" PRIu64 " stores, reverse %" PRIu64
+              " passes / %" PRIu64 " stores; %" PRIu64 " group walks (%" PRIu64
+              " entries) and %" PRIu64 " point loads all consistent, seeing %" PRIu64
+              " toggles, %" PRIu64 " deletes, %" PRIu64 " adds, %" PRIu64
+              " modifies; %d simulated-RCU checks; symmetric expansion: %" PRIu64
               " grow steps, %" PRIu64 " reads, never torn\n",
               program_name(), seconds_since(start), seed, kRanges, kGroups, nreaders, fwd.passes,
               fwd.stores, rev.passes, rev.stores, seen.group_walks.load(), seen.entries.load(),

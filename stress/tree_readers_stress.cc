@@ -10,4 +10,6 @@
 //   tree_readers_stress --seconds 3 [--readers 4] [--seed N] [--entries 20000]
 #include "tree_churn.h"
 
-int main(int argc, char** argv) { return rcuvm::stress::run_churn_stress(argc, argv, /*faults=*/false); }
+int main(int argc, char** argv) {
+  return rcuvm::stress::run_churn_stress(argc, argv, /*faults=*/false);
+}

@@ -303,6 +303,12 @@ TEST_P(StoreTest, ThousandsOfRangesAcrossManyNodes) {
   Store(0, 99, nullptr);
   Store(10 * (kN - 100) + 3, kMax, nullptr);
   EXPECT_EQ(t_.stats().entries, 2u);
+  // Null over everything, from a deep tree, empties it.
+  for (uint64_t i = 0; i < kN; ++i) RCUVM_ASSERT_OK(t_.store(i * 10 + 100000, i * 10 + 100005, V(i)));
+  Store(0, kMax, nullptr);
+  EXPECT_TRUE(t_.empty());
+  EXPECT_EQ(t_.stats().height, 0u);
+  EXPECT_EQ(t_.stats().nodes, 0u);
 }
 
 TEST_P(StoreTest, RootSplitsAndCollapses) {

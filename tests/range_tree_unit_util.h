@@ -31,6 +31,10 @@ template <typename T>
 void PrintTo(const RangeEntry<T>& e, std::ostream* os) {
   *os << absl::StrFormat("[%#x, %#x] -> %p", e.first, e.last, static_cast<const void*>(e.value));
 }
+// Names the tree shape of a parameterised test in failure messages.
+inline void PrintTo(const TreeOptions& o, std::ostream* os) {
+  *os << (o.track_gaps ? "track_gaps" : "no gaps") << (o.rcu ? ", rcu" : ", private");
+}
 }  // namespace rcuvm
 
 namespace rcuvm::unit {

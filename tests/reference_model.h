@@ -148,8 +148,10 @@ class ReferenceModel {
   // All non-null entries overlapping [first, last], in order.
   std::vector<Entry> entries(uint64_t first = 0, uint64_t last = UINT64_MAX) const {
     std::vector<Entry> out;
-    for (auto e = find(first, last); e; e = e->last < last ? find(e->last + 1, last) : std::nullopt) {
-      out.push_back(*e);
+    auto first_entry = find(first, last);
+    if (!first_entry) return out;
+    for (auto it = map_.find(first_entry->first); it != map_.end() && it->first <= last; ++it) {
+      out.push_back(entry(it));
     }
     return out;
   }

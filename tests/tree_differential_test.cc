@@ -6,7 +6,8 @@
 // After every batch of operations it runs validate() and compares the whole
 // contents (forward cursor, and every few batches backward cursor, for_each
 // and stats). Some batches also check dup_into() and bulk_load() and carry on
-// with the copy, so later writes run on trees of those shapes.
+// with the copy, so later writes run on trees of those shapes; some switch RCU
+// mode on the live tree with set_rcu(); HeavyErase also uses destroy().
 //
 // The amount of work scales with RCUVM_TEST_SCALE and drops in sanitizer
 // builds (tree_test_util.h). On a failure the whole operation history is
@@ -14,11 +15,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../tools/treeops.h"
@@ -63,10 +67,12 @@ std::string text(const ReferenceModel::GapResult& r) {
 // Runs operations on a tree and the model together and compares every answer.
 class Harness {
  public:
-  Harness(Mode mode, std::string name) : mode_(mode), name_(std::move(name)), tree_(make_tree()) {}
+  Harness(Mode mode, std::string name)
+      : mode_(mode), rcu_on_(mode.rcu), name_(std::move(name)), tree_(make_tree()),
+        failed_before_(::testing::Test::HasFailure()) {}
 
   ~Harness() {
-    if (::testing::Test::HasFailure()) save_history();
+    if (!failed_before_ && ::testing::Test::HasFailure()) save_history();
   }
 
   // --- writes
@@ -156,6 +162,7 @@ class Harness {
     std::string diff = first_difference(contents(*tree_), want);
     ASSERT_EQ(diff, "") << where();
     TreeStats stats = tree_->stats();
+    max_height_ = std::max(max_height_, stats.height);
     EXPECT_EQ(stats.entries, model_.count()) << where();
     if (!model_.empty()) {
       EXPECT_EQ(stats.nulls, model_.null_ranges()) << where();
@@ -165,6 +172,23 @@ class Harness {
       EXPECT_EQ(first_difference(contents_backwards(*tree_), want), "") << "prev()" << where();
       check_for_each();
     }
+  }
+
+  // Empties the tree with destroy() and goes on with the same object.
+  void destroy() {
+    log_comment("destroy (replayed as a store of null over everything)");
+    log({.kind = OpKind::kStore, .a = 0, .b = UINT64_MAX, .c = 0});
+    tree_->destroy();
+    model_.clear();
+    EXPECT_TRUE(tree_->empty()) << where();
+    EXPECT_EQ(tree_->stats().entries, 0u) << where();
+  }
+
+  // Switches RCU mode on the live tree (publishing it, or leaving RCU mode).
+  void toggle_rcu() {
+    log_comment("set_rcu toggled");
+    rcu_on_ = !rcu_on_;
+    tree_->set_rcu(rcu_on_);
   }
 
   // dup_into() a fresh tree; compares it, and continues on it when `adopt`.
@@ -208,11 +232,17 @@ class Harness {
   }
 
   uint64_t ops() const { return ops_; }
+  // The final size and height, to show the run reached interesting shapes.
+  std::string shape() const {
+    TreeStats st = tree_->stats();
+    return std::to_string(st.entries) + " entries at the end, height " + std::to_string(st.height) +
+           ", max height " + std::to_string(max_height_);
+  }
   bool stop() const { return ::testing::Test::HasFailure(); }
 
  private:
   std::unique_ptr<Tree> make_tree() const {
-    return std::make_unique<Tree>(TreeOptions{.track_gaps = mode_.track_gaps, .rcu = mode_.rcu});
+    return std::make_unique<Tree>(TreeOptions{.track_gaps = mode_.track_gaps, .rcu = rcu_on_});
   }
 
   // for_each over a window, against the model's entries of that window.
@@ -265,10 +295,13 @@ class Harness {
   }
 
   Mode mode_;
+  bool rcu_on_;  // the live tree's RCU mode, which toggle_rcu() flips
   std::string name_;
   std::unique_ptr<Tree> tree_;
+  const bool failed_before_;
   ReferenceModel model_;
   uint64_t ops_ = 0;
+  uint64_t max_height_ = 0;
   std::vector<Op> history_;
   std::vector<std::pair<size_t, const char*>> comments_;
   std::array<uint64_t, 64> recent_{};
@@ -282,6 +315,7 @@ using Step = std::function<void(Harness&, Rng&, uint64_t step)>;
 // bulk loads in between.
 void run(const std::string& name, uint64_t seed, uint64_t steps, const Step& step) {
   for (Mode mode : kModes) {
+    if (::testing::Test::HasFailure()) return;
     SCOPED_TRACE(name + " " + mode_name(mode));
     Harness h(mode, name);
     Rng rng(seed ^ (mode.track_gaps ? 0x5a5a : 0) ^ (mode.rcu ? 0xa5a5 : 0));
@@ -293,11 +327,14 @@ void run(const std::string& name, uint64_t seed, uint64_t steps, const Step& ste
         h.check_batch(batch);
         if (batch % 16 == 5) h.check_dup(/*adopt=*/batch % 32 == 5);
         if (batch % 16 == 13) h.check_bulk(/*adopt=*/batch % 32 == 13);
+        if (batch % 64 == 40) h.toggle_rcu();
       }
     }
     if (!h.stop()) h.check_batch(0);
     if (!h.stop()) h.check_dup(false);
     if (!h.stop()) h.check_bulk(false);
+    std::printf("  %-22s %-11s %8llu operations, %s\n", name.c_str(), mode_name(mode).c_str(),
+                static_cast<unsigned long long>(h.ops()), h.shape().c_str());
   }
 }
 
@@ -313,7 +350,7 @@ uint64_t add_sat(uint64_t a, uint64_t b) { return UINT64_MAX - a < b ? UINT64_MA
 // occasional holes, re-stores of the tail, and erases near the end.
 TEST(TreeDifferential, SequentialAppends) {
   uint64_t next = 0;
-  run("SequentialAppends", 1, scaled(60000), [&next](Harness& h, Rng& rng, uint64_t i) {
+  run("SequentialAppends", 1, scaled(40000), [&next](Harness& h, Rng& rng, uint64_t i) {
     if (i == 0) next = rng.below(100);
     uint64_t len = 1 + rng.below(rng.one_in(8) ? 64 : 4);
     uint64_t first = next + (rng.one_in(4) ? rng.below(8) : 0);
@@ -394,36 +431,39 @@ TEST(TreeDifferential, VmaLikeClusters) {
   });
 }
 
-// Ranges touching index 0 and UINT64_MAX, including the whole space.
+// Ranges touching index 0 and UINT64_MAX. Trees grow near both ends for a
+// while, then a store over the whole space (or nearly) resets them.
 TEST(TreeDifferential, RangesAtTheEdges) {
-  run("RangesAtTheEdges", 5, scaled(40000), [](Harness& h, Rng& rng, uint64_t) {
-    auto edge_low = [&rng] { return rng.below(rng.one_in(2) ? 4 : 4096); };
-    auto edge_high = [&rng] { return UINT64_MAX - rng.below(rng.one_in(2) ? 4 : 4096); };
-    switch (rng.below(12)) {
-      case 0: h.store(0, UINT64_MAX, rng.one_in(3) ? 0 : small_value(rng)); break;
-      case 1: h.store(edge_low(), edge_high(), small_value(rng)); break;
-      case 2: h.erase(rng.one_in(2) ? edge_low() : edge_high()); break;
-      case 3: h.insert(edge_low(), edge_low() + rng.below(8), small_value(rng)); break;
-      case 4: {
+  run("RangesAtTheEdges", 5, scaled(40000), [](Harness& h, Rng& rng, uint64_t i) {
+    auto edge_low = [&rng] { return rng.below(rng.one_in(4) ? 4 : 8192); };
+    auto edge_high = [&rng] { return UINT64_MAX - rng.below(rng.one_in(4) ? 4 : 8192); };
+    if (i % 5000 == 4999) {
+      h.store(0, UINT64_MAX, rng.one_in(2) ? 0 : small_value(rng));
+    } else if (i % 5000 == 2499) {
+      h.store(edge_low(), edge_high(), small_value(rng));
+    } else {
+      const uint64_t r = rng.below(32);
+      if (r < 4) {
+        h.erase(rng.one_in(2) ? edge_low() : edge_high());
+      } else if (r < 7) {
+        uint64_t f = edge_low();
+        h.insert(f, f + rng.below(8), small_value(rng));
+      } else if (r < 10) {
         uint64_t f = edge_high();
         h.insert(f, add_sat(f, rng.below(8)), small_value(rng));
-        break;
-      }
-      case 5: case 6: case 7: {
+      } else if (r < 21) {
         uint64_t f = edge_low();
         h.store(f, f + rng.below(16), rng.one_in(5) ? 0 : small_value(rng));
-        break;
-      }
-      default: {
+      } else {
         uint64_t f = edge_high();
         h.store(f, add_sat(f, rng.below(16)), rng.one_in(5) ? 0 : small_value(rng));
-        break;
       }
     }
     h.queries_near(rng, rng.one_in(2) ? edge_low() : edge_high(), 8192);
     if (rng.one_in(8)) h.gap(0, UINT64_MAX, 1 + rng.below(1 << 13));
     if (rng.one_in(8)) h.gap_rev(0, UINT64_MAX, 1 + rng.below(1 << 13));
     if (rng.one_in(32)) h.gap(0, UINT64_MAX, UINT64_MAX - rng.below(8192));
+    if (rng.one_in(32)) h.gap_rev(0, UINT64_MAX, UINT64_MAX - rng.below(8192));
     if (rng.one_in(32)) h.find_rev(UINT64_MAX, 0);
     if (rng.one_in(32)) h.find(0, UINT64_MAX);
   });
@@ -436,7 +476,9 @@ TEST(TreeDifferential, HeavyErase) {
   constexpr uint64_t kCycle = 6000;
   run("HeavyErase", 6, scaled(60000), [](Harness& h, Rng& rng, uint64_t i) {
     const bool filling = (i % kCycle) < kCycle / 3;
-    if (filling) {
+    if (i % (3 * kCycle) == 3 * kCycle - 1) {
+      h.destroy();  // every third cycle ends with destroy() instead
+    } else if (filling) {
       uint64_t f = rng.below(kSpace) & ~uint64_t(3);
       h.store(f, f + rng.below(4), small_value(rng));
     } else if (rng.one_in(8)) {
@@ -451,6 +493,71 @@ TEST(TreeDifferential, HeavyErase) {
     }
     h.queries_near(rng, rng.below(kSpace), 1024);
   });
+}
+
+// bulk_load()'s contract on awkward input, each answer checked against the
+// model: nulls skipped, equal neighbours kept apart, bad input refused whole.
+TEST(TreeDifferential, BulkLoadInput) {
+  using E = ModelEntry;
+  const std::vector<std::vector<E>> inputs = {
+      {},
+      {{0, UINT64_MAX, 3}},
+      {{0, 0, 1}, {1, 1, 1}, {2, 9, 1}, {UINT64_MAX, UINT64_MAX, 1}},  // equal neighbours
+      {{0, 4, 0}, {5, 9, 2}, {10, 14, 0}, {15, 19, 0}, {20, 20, 3}},   // nulls, adjacent ones too
+      {{5, 9, 1}, {0, 4, 2}},                                          // unsorted
+      {{0, 5, 1}, {5, 9, 2}},                                          // overlapping
+      {{9, 5, 1}},                                                     // first > last
+      {{0, 4, 1}, {4, 9, 0}},                                          // overlap through a null
+  };
+  for (bool gaps : {false, true}) {
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      SCOPED_TRACE("input " + std::to_string(i) + (gaps ? ", alloc" : ", range"));
+      std::vector<Tree::Entry> in;
+      for (const E& e : inputs[i]) in.push_back({e.first, e.last, ptr(e.value)});
+      Tree tree(TreeOptions{.track_gaps = gaps});
+      ReferenceModel model;
+      EXPECT_EQ(errno_of(tree.bulk_load(in)), model.bulk_load(inputs[i]));
+      EXPECT_EQ(first_difference(contents(tree), model.entries()), "");
+      EXPECT_TRUE(tree.validate().ok()) << tree.validate();
+      EXPECT_EQ(tree.stats().entries, model.count());
+      if (!model.empty()) {
+        EXPECT_EQ(tree.stats().nulls, model.null_ranges());
+      }
+      // A tree that is not empty refuses a bulk load.
+      ASSERT_TRUE(tree.store(100, 200, ptr(9)).ok());
+      EXPECT_EQ(errno_of(tree.bulk_load(in)), EEXIST);
+    }
+  }
+}
+
+// A large bulk-loaded tree (nodes packed full) takes random writes correctly;
+// the differential runs also adopt bulk-loaded trees, this one starts big.
+TEST(TreeDifferential, WritesIntoALargeBulkLoadedTree) {
+  for (bool gaps : {false, true}) {
+    Tree tree(TreeOptions{.track_gaps = gaps});
+    ReferenceModel model;
+    std::vector<Tree::Entry> in;
+    std::vector<ModelEntry> want;
+    const uint64_t n = scaled(100000);
+    for (uint64_t i = 0; i < n; ++i) {
+      in.push_back({8 * i, 8 * i + 3 + (i % 3 == 0 ? 4 : 0), ptr(i + 1)});
+      want.push_back({in.back().first, in.back().last, i + 1});
+    }
+    ASSERT_TRUE(tree.bulk_load(in).ok());
+    ASSERT_EQ(model.bulk_load(want), 0);
+    Rng rng(77);
+    for (uint64_t i = 0; i < scaled(20000); ++i) {
+      const uint64_t f = rng.below(8 * n);
+      const uint64_t l = f + rng.below(rng.one_in(10) ? 400 : 6);
+      const uint64_t v = rng.one_in(4) ? 0 : 1 + rng.below(50);
+      ASSERT_EQ(errno_of(tree.store(f, l, ptr(v))), model.store(f, l, v));
+      if (i % 5000 == 0) {
+        ASSERT_TRUE(tree.validate().ok()) << tree.validate();
+      }
+    }
+    ASSERT_TRUE(tree.validate().ok()) << tree.validate();
+    EXPECT_EQ(first_difference(contents(tree), model.entries()), "");
+  }
 }
 
 }  // namespace

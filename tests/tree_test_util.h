@@ -41,23 +41,27 @@ struct Rng {
   }
 };
 
-inline bool built_with_sanitizer() {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-  return true;
+// How many times slower a sanitizer build runs these tests, roughly.
+inline double sanitizer_slowdown() {
+#if defined(__SANITIZE_THREAD__)
+  return 10;
+#elif defined(__SANITIZE_ADDRESS__)
+  return 4;
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
-    __has_feature(memory_sanitizer)
-  return true;
+#if __has_feature(thread_sanitizer)
+  return 10;
+#elif __has_feature(address_sanitizer) || __has_feature(memory_sanitizer)
+  return 4;
 #else
-  return false;
+  return 1;
 #endif
 #else
-  return false;
+  return 1;
 #endif
 }
 
-// How much randomized work a test does: RCUVM_TEST_SCALE (default 1) times
-// 1/10 in sanitizer builds, which run several times slower.
+// How much randomized work a test does: RCUVM_TEST_SCALE (default 1), divided
+// by the sanitizer slowdown.
 inline double test_scale() {
   double scale = 1.0;
   if (const char* env = std::getenv("RCUVM_TEST_SCALE")) {
@@ -65,8 +69,7 @@ inline double test_scale() {
     double v = std::strtod(env, &end);
     if (end != env && v > 0) scale = v;
   }
-  if (built_with_sanitizer()) scale /= 10;
-  return scale;
+  return scale / sanitizer_slowdown();
 }
 
 inline uint64_t scaled(uint64_t n) {

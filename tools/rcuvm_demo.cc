@@ -49,7 +49,9 @@ std::atomic<uint64_t> g_vmas_reclaimed{0};
 
 // A mapping: [start, end), freed only after a grace period once unmapped.
 struct Vma final : rcuvm::rcu::Deferred {
-  Vma(uint64_t s, uint64_t e) : start(s), end(e) { g_vmas_created.fetch_add(1, std::memory_order_relaxed); }
+  Vma(uint64_t s, uint64_t e) : start(s), end(e) {
+    g_vmas_created.fetch_add(1, std::memory_order_relaxed);
+  }
   void reclaim() override {
     g_vmas_reclaimed.fetch_add(1, std::memory_order_relaxed);
     delete this;
@@ -69,7 +71,9 @@ struct Rng {
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
   }
-  uint64_t below(uint64_t n) { return uint64_t((static_cast<unsigned __int128>(next()) * n) >> 64); }
+  uint64_t below(uint64_t n) {
+    return uint64_t((static_cast<unsigned __int128>(next()) * n) >> 64);
+  }
 };
 
 struct Options {
@@ -237,8 +241,10 @@ std::vector<ReaderResult> run_phase(Tree& tree, Span span, const Options& o, boo
   std::vector<ReaderResult> rr(o.readers);
   std::vector<std::thread> threads;
   for (int i = 0; i < o.readers; ++i)
-    threads.emplace_back(reader, std::cref(tree), span, seed + 1 + i, std::cref(stop), std::ref(rr[i]));
-  if (with_writer) threads.emplace_back(writer, std::ref(tree), span, seed, std::cref(stop), std::ref(*wr));
+    threads.emplace_back(reader, std::cref(tree), span, seed + 1 + i, std::cref(stop),
+                         std::ref(rr[i]));
+  if (with_writer)
+    threads.emplace_back(writer, std::ref(tree), span, seed, std::cref(stop), std::ref(*wr));
   std::this_thread::sleep_for(std::chrono::duration<double>(o.seconds));
   stop.store(true);
   for (auto& t : threads) t.join();
@@ -248,10 +254,14 @@ std::vector<ReaderResult> run_phase(Tree& tree, Span span, const Options& o, boo
 // "12.3 M" style.
 std::string human(double x) {
   char buf[32];
-  if (x >= 1e9) std::snprintf(buf, sizeof buf, "%.2f G", x / 1e9);
-  else if (x >= 1e6) std::snprintf(buf, sizeof buf, "%.2f M", x / 1e6);
-  else if (x >= 1e3) std::snprintf(buf, sizeof buf, "%.1f k", x / 1e3);
-  else std::snprintf(buf, sizeof buf, "%.0f ", x);
+  if (x >= 1e9)
+    std::snprintf(buf, sizeof buf, "%.2f G", x / 1e9);
+  else if (x >= 1e6)
+    std::snprintf(buf, sizeof buf, "%.2f M", x / 1e6);
+  else if (x >= 1e3)
+    std::snprintf(buf, sizeof buf, "%.1f k", x / 1e3);
+  else
+    std::snprintf(buf, sizeof buf, "%.0f", x);
   return buf;
 }
 
@@ -274,10 +284,21 @@ uint64_t inconsistent(const std::vector<ReaderResult>& rr) {
 
 }  // namespace
 
+#if defined(__SANITIZE_THREAD__)
+// Races inside liburcu 0.13 itself (volatile accesses, not C11 atomics): the
+// futex word of the inlined read-unlock, and rcu_barrier()'s completion.
+// Weak, so that a definition in the library takes precedence.
+extern "C" __attribute__((weak)) const char* __tsan_default_suppressions() {
+  return "race:urcu_common_wake_up_gp\n"
+         "race:urcu_memb_barrier\n";
+}
+#endif
+
 int main(int argc, char** argv) {
   Options o = parse(argc, argv);
   Rng rng{o.seed};
-  std::printf("rcuvm-demo: %" PRIu64 " VMA-like ranges, %d lockless reader thread%s, 1 writer, "
+  std::printf("rcuvm-demo: %" PRIu64
+              " VMA-like ranges, %d lockless reader thread%s, 1 writer, "
               "%.1f s per phase, %u CPUs (seed %" PRIu64 ")\n",
               o.ranges, o.readers, o.readers == 1 ? "" : "s", o.seconds,
               std::thread::hardware_concurrency(), o.seed);
@@ -295,7 +316,7 @@ int main(int argc, char** argv) {
   std::string alone_list, busy_list;
   auto alone = run_phase(tree, span, o, false, o.seed * 31 + 1, nullptr);
   double alone_rate = per_reader(alone, alone_list);
-  std::printf("  readers   alone:       %slookups/s per reader (%s)\n", human(alone_rate).c_str(),
+  std::printf("  readers   alone:       %s lookups/s per reader (%s)\n", human(alone_rate).c_str(),
               alone_list.c_str());
   std::fflush(stdout);
 
@@ -303,13 +324,19 @@ int main(int argc, char** argv) {
   auto busy = run_phase(tree, span, o, true, o.seed * 31 + 1000, &wr);
   double busy_rate = per_reader(busy, busy_list);
   double kept = alone_rate > 0 ? 100.0 * busy_rate / alone_rate : 0;
-  std::printf("  readers   with writer: %slookups/s per reader (%s): %.0f%% of the rate kept\n",
+  std::printf("  readers   with writer: %s lookups/s per reader (%s): %.0f%% of the rate kept\n",
               human(busy_rate).c_str(), busy_list.c_str(), kept);
+  unsigned cpus = std::thread::hardware_concurrency();
+  if (cpus && unsigned(o.readers) + 1 > cpus)
+    std::printf(
+        "            (%d threads share %u CPUs in this phase: part of the drop is the writer's\n"
+        "             CPU time, not contention in the tree)\n",
+        o.readers + 1, cpus);
   uint64_t wops = wr.unmaps + wr.maps;
-  std::printf("  writer    %sops/s: %" PRIu64 " unmaps (erase) + %" PRIu64
+  std::printf("  writer    %s ops/s: %" PRIu64 " unmaps (erase) + %" PRIu64
               " maps (find_gap + store) in %.1f s, %" PRIu64 " errors\n",
-              human(wr.seconds > 0 ? wops / wr.seconds : 0).c_str(), wr.unmaps, wr.maps,
-              wr.seconds, wr.errors);
+              human(wr.seconds > 0 ? wops / wr.seconds : 0).c_str(), wr.unmaps, wr.maps, wr.seconds,
+              wr.errors);
 
   rcuvm::TreeStats ts = tree.stats();
   std::printf("  tree      %" PRIu64 " entries, %" PRIu64 " holes, %" PRIu64 " nodes (%" PRIu64

@@ -387,7 +387,8 @@ class TreeBackend {
   uint64_t count() const { return tree_->stats().entries; }
   std::string validate() const {
     absl::Status s = tree_->validate();
-    return s.ok() ? std::string() : std::string(s.message().empty() ? s.ToString() : s.message());
+    if (s.ok()) return {};
+    return s.message().empty() ? s.ToString() : std::string(s.message());
   }
 
   // Replaces the tree by a dup_into() copy after checking that the copy holds

@@ -30,8 +30,9 @@
 //   - A T* returned by a reader stays meaningful only while the caller keeps
 //     the object alive (its own ReadGuard plus deferred freeing of T, or the
 //     writer lock). The tree never owns or frees the values.
-//   - A cursor is invalidated by nothing: after a concurrent write it re-walks
-//     from the index it reached. It must not outlive its read section.
+//   - A cursor is invalidated by nothing: after any write (concurrent, or the
+//     caller's own under the writer lock) it re-walks from the index it reached.
+//     Inside a read section it must not outlive that section.
 //   - find_gap()/find_gap_rev() need the writer lock (or no concurrent writer).
 //   - Every write is all-or-nothing: on ENOMEM the tree is exactly as before.
 #ifndef RCUVM_RANGE_TREE_H_

@@ -95,6 +95,7 @@ absl::StatusOr<void*> RawTree::erase(uint64_t index) {
 void RawTree::destroy() {
   WriterScope w(*this, mutex_, options_.external_lock);
   Node* root = root_.exchange(nullptr, std::memory_order_acq_rel);  // (W1)
+  generation_.fetch_add(1, std::memory_order_release);
   retire_tree(root, options_.rcu);
   height_ = 0;
   entries_ = nulls_ = nodes_ = leaves_ = 0;

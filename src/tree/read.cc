@@ -50,6 +50,14 @@ inline bool descend(const std::atomic<Node*>& root, uint64_t index, LeafHit& hit
 
 }  // namespace
 
+// A remembered leaf is usable when no write replaced nodes since it was found
+// (else it may be freed: outside RCU mode, or under the writer lock without a
+// read section) and it still covers `index` and is not dead.
+bool RawTree::cursor_leaf_usable(const RawCursorState& c, uint64_t index) const {
+  return c.leaf && c.generation == generation_.load(std::memory_order_acquire) &&
+         index >= c.leaf_min && index <= c.leaf_max && !is_dead(c.leaf);
+}
+
 void* RawTree::load(uint64_t index) const {
   rcu::internal::ReadSection rs;
   for (;;) {
@@ -77,15 +85,18 @@ std::optional<RawEntry> RawTree::cursor_find(RawCursorState& c, uint64_t max) co
   if (c.exhausted || c.index > max) return std::nullopt;
   for (;;) {
     LeafHit h;
-    if (c.leaf && c.index >= c.leaf_min && c.index <= c.leaf_max && !is_dead(c.leaf)) {
+    if (cursor_leaf_usable(c, c.index)) {
       h.leaf = c.leaf;
       h.min = c.leaf_min;
       h.max = c.leaf_max;
       h.count = node_count(c.leaf);
       h.off = slot_for(c.leaf, h.count, c.index);
-    } else if (!descend(root_, c.index, h)) {
-      c.leaf = nullptr;
-      return std::nullopt;
+    } else {
+      c.generation = generation_.load(std::memory_order_acquire);
+      if (!descend(root_, c.index, h)) {
+        c.leaf = nullptr;
+        return std::nullopt;
+      }
     }
     c.leaf = h.leaf;
     c.leaf_min = h.min;
@@ -94,10 +105,11 @@ std::optional<RawEntry> RawTree::cursor_find(RawCursorState& c, uint64_t max) co
       const uint64_t first = slot_min(h.leaf, i, h.min);
       if (first > max) break;
       const uint64_t v = load_slot(h.leaf, Kind::kLeaf, i);  // (R2)
-      if (!v) continue;
+      if (!v || (c.resuming && first < c.index)) continue;
       if (is_dead(h.leaf)) goto restart;  // (R3)
       {
         const uint64_t last = slot_max(h.leaf, i, h.count, h.max);
+        c.resuming = true;
         c.offset = i;
         c.has_entry = true;
         c.entry_first = first;
@@ -123,15 +135,18 @@ std::optional<RawEntry> RawTree::cursor_find_rev(RawCursorState& c, uint64_t min
   if (c.exhausted || c.index < min) return std::nullopt;
   for (;;) {
     LeafHit h;
-    if (c.leaf && c.index >= c.leaf_min && c.index <= c.leaf_max && !is_dead(c.leaf)) {
+    if (cursor_leaf_usable(c, c.index)) {
       h.leaf = c.leaf;
       h.min = c.leaf_min;
       h.max = c.leaf_max;
       h.count = node_count(c.leaf);
       h.off = slot_for(c.leaf, h.count, c.index);
-    } else if (!descend(root_, c.index, h)) {
-      c.leaf = nullptr;
-      return std::nullopt;
+    } else {
+      c.generation = generation_.load(std::memory_order_acquire);
+      if (!descend(root_, c.index, h)) {
+        c.leaf = nullptr;
+        return std::nullopt;
+      }
     }
     c.leaf = h.leaf;
     c.leaf_min = h.min;
@@ -140,10 +155,11 @@ std::optional<RawEntry> RawTree::cursor_find_rev(RawCursorState& c, uint64_t min
       const uint64_t last = slot_max(h.leaf, i, h.count, h.max);
       if (last < min) break;
       const uint64_t v = load_slot(h.leaf, Kind::kLeaf, i);  // (R2)
-      if (!v) continue;
+      if (!v || (c.resuming && last > c.index)) continue;
       if (is_dead(h.leaf)) goto restart;  // (R3)
       {
         const uint64_t first = slot_min(h.leaf, i, h.min);
+        c.resuming = true;
         c.offset = i;
         c.has_entry = true;
         c.entry_first = first;
@@ -164,13 +180,14 @@ std::optional<RawEntry> RawTree::cursor_find_rev(RawCursorState& c, uint64_t min
   }
 }
 
-absl::Status RawTree::cursor_replace(RawCursorState& c, void* value) {
+absl::Status RawTree::cursor_replace(RawCursorState& c, void* value) const {
   assert_writer_held();
   if (!value) return errno_error(EINVAL, "replace: null value (use store or erase)");
   if (!c.has_entry) return errno_error(EINVAL, "replace: the cursor holds no entry");
   Node* leaf = const_cast<Node*>(c.leaf);
-  if (!leaf || is_dead(leaf) || c.entry_first < c.leaf_min || c.entry_last > c.leaf_max) {
+  if (!cursor_leaf_usable(c, c.entry_first) || c.entry_last > c.leaf_max) {
     // The leaf was replaced by a write since the step: find the entry again.
+    c.generation = generation_.load(std::memory_order_acquire);
     LeafHit h;
     if (!descend(root_, c.entry_first, h)) return errno_error(EINVAL, "replace: entry gone");
     leaf = const_cast<Node*>(h.leaf);

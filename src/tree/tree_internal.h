@@ -42,6 +42,7 @@ struct TreeAccess {
   static std::atomic<Node*>& root(RawTree& t) { return t.root_; }
   static Node* root(const RawTree& t) { return t.root_.load(std::memory_order_acquire); }
   static const TreeOptions& options(const RawTree& t) { return t.options_; }
+  static void bump_generation(RawTree& t) { t.generation_.fetch_add(1, std::memory_order_release); }
   static uint64_t& height(RawTree& t) { return t.height_; }
   static uint64_t height(const RawTree& t) { return t.height_; }
   static Node*& reserve(RawTree& t) { return t.reserve_; }

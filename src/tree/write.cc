@@ -276,6 +276,7 @@ bool prepare_retire(WriteState& ws, RetireBatch*& batch) {
 // Commit, after publication: retire the old nodes, update the counters.
 void retire_and_count(WriteState& ws, RetireBatch* batch) {
   RawTree& t = ws.tree;
+  if (!ws.replaced.empty() || !ws.dropped.empty()) TreeAccess::bump_generation(t);
   for (Node* n : ws.fresh) {
     ++TreeAccess::nodes(t);
     if (node_kind(n) == Kind::kLeaf) ++TreeAccess::leaves(t);

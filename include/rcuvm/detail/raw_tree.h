@@ -61,6 +61,11 @@ struct RawCursorState {
   unsigned offset = 0;
   uint64_t index = 0;      // next index to look at
   bool exhausted = false;  // true once a step moved past 0 or UINT64_MAX
+  // True after a step returned an entry: the next step only returns entries
+  // wholly past `index`, so one iteration never goes back or overlaps itself
+  // even when a writer grew the entry it just returned.
+  bool resuming = false;
+  uint64_t generation = 0; // the tree's write generation when `leaf` was found
   bool has_entry = false;  // the last step returned [entry_first, entry_last]
   uint64_t entry_first = 0;
   uint64_t entry_last = 0;
@@ -98,10 +103,11 @@ class RawTree {
   // Replaces the value of the entry the cursor last returned, in place, with one
   // atomic store. Both the old and the new value must be non-null. Requires the
   // writer lock.
-  absl::Status cursor_replace(RawCursorState& c, void* value);
+  absl::Status cursor_replace(RawCursorState& c, void* value) const;
 
   // Debug and accounting.
   absl::Status validate() const;
+  bool cursor_leaf_usable(const RawCursorState& c, uint64_t index) const;
   std::string dump() const;
   TreeStats stats() const;
   bool empty() const;
@@ -127,6 +133,10 @@ class RawTree {
   // (W1) release-stored by the writer when it publishes a new root; pairs with
   // (R1) acquire loads at the start of every read walk.
   std::atomic<Node*> root_{nullptr};
+  // Bumped (release) by every write that replaces nodes, before it frees any;
+  // a cursor re-walks when it changed, so that a cursor kept under the writer
+  // lock never touches a node its own thread's writes freed.
+  std::atomic<uint64_t> generation_{0};
   // Height of the tree: written under the writer lock, read by writers only.
   uint64_t height_ = 0;
   // Nodes reserved by preallocate(), linked through their first word, and a

@@ -1,0 +1,187 @@
+// rcuvm/address_space.h: AddressSpace, one process's memory map (the kernel's
+// mm_struct) with Linux's system-call semantics.
+//
+// What it is
+//   A range tree of Vma* in RCU mode, the mmap mutex every writer holds (it is
+//   also the tree's external writer lock), a sequence count bumped around every
+//   change, and accounting (map_count with its limit, total_vm, locked_vm).
+//   Each call returns the errno Linux 6.18 returns for the same arguments and
+//   leaves the map as Linux leaves it, merges and splits included.
+//
+// Synopsis
+//   rcuvm::AddressSpace as;                       // x86-64 defaults
+//   auto a = as.mmap(0x10000000, 0x4000, kProtRead | kProtWrite,
+//                    kMapPrivate | kMapAnonymous | kMapFixed, nullptr, 0);
+//   as.mprotect(*a, 0x1000, kProtRead);            // splits, may merge
+//   as.munmap(*a, 0x4000);
+//   for (const rcuvm::VmaInfo& v : as.maps()) ...;
+//
+// Contracts
+//   - Writers (mmap, munmap, mprotect, mremap, madvise) take the mmap mutex.
+//     Readers here (find_vma, maps, ...) take it too; lockless readers use the
+//     tree and seq() (see DESIGN.md) in later layers.
+//   - Errors carry the Linux errno (errno_of()). Like Linux, mprotect and
+//     madvise that reach a hole, and a MAP_FIXED mmap whose file hook refuses
+//     after the target was unmapped, keep what they did before failing.
+//   - An allocation failure of ours (ENOMEM from a VMA or tree-node
+//     allocation, see fault_injection.h) changes nothing at all: every call runs
+//     as one transaction that is rolled back completely on such a failure.
+//
+// Caveats
+//   - Not yet modelled: page tables and faults (touch), mlock, brk, fork with
+//     pages, THP alignment of kernel-chosen addresses.
+#ifndef RCUVM_ADDRESS_SPACE_H_
+#define RCUVM_ADDRESS_SPACE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "rcuvm/vma.h"
+
+namespace rcuvm {
+
+// System-call argument values (x86-64 Linux). Named k... so they never collide
+// with the macros of <sys/mman.h>.
+inline constexpr int kProtNone = 0x0;
+inline constexpr int kProtRead = 0x1;
+inline constexpr int kProtWrite = 0x2;
+inline constexpr int kProtExec = 0x4;
+inline constexpr int kProtSem = 0x8;
+inline constexpr int kProtGrowsDown = 0x01000000;
+inline constexpr int kProtGrowsUp = 0x02000000;
+
+inline constexpr int kMapShared = 0x01;
+inline constexpr int kMapPrivate = 0x02;
+inline constexpr int kMapSharedValidate = 0x03;
+inline constexpr int kMapType = 0x0f;
+inline constexpr int kMapFixed = 0x10;
+inline constexpr int kMapAnonymous = 0x20;
+inline constexpr int kMapGrowsDown = 0x100;
+inline constexpr int kMapDenyWrite = 0x800;
+inline constexpr int kMapExecutable = 0x1000;
+inline constexpr int kMapLocked = 0x2000;
+inline constexpr int kMapNoReserve = 0x4000;
+inline constexpr int kMapPopulate = 0x8000;
+inline constexpr int kMapNonBlock = 0x10000;
+inline constexpr int kMapStack = 0x20000;
+inline constexpr int kMapHugetlb = 0x40000;
+inline constexpr int kMapSync = 0x80000;
+inline constexpr int kMapFixedNoReplace = 0x100000;
+
+inline constexpr int kMremapMayMove = 1;
+inline constexpr int kMremapFixed = 2;
+inline constexpr int kMremapDontUnmap = 4;
+
+inline constexpr int kMadvNormal = 0;
+inline constexpr int kMadvRandom = 1;
+inline constexpr int kMadvSequential = 2;
+inline constexpr int kMadvWillNeed = 3;
+inline constexpr int kMadvDontNeed = 4;
+inline constexpr int kMadvFree = 8;
+inline constexpr int kMadvRemove = 9;
+inline constexpr int kMadvDontFork = 10;
+inline constexpr int kMadvDoFork = 11;
+inline constexpr int kMadvMergeable = 12;
+inline constexpr int kMadvUnmergeable = 13;
+inline constexpr int kMadvHugePage = 14;
+inline constexpr int kMadvNoHugePage = 15;
+inline constexpr int kMadvDontDump = 16;
+inline constexpr int kMadvDoDump = 17;
+inline constexpr int kMadvWipeOnFork = 18;
+inline constexpr int kMadvKeepOnFork = 19;
+inline constexpr int kMadvCold = 20;
+inline constexpr int kMadvPageOut = 21;
+inline constexpr int kMadvPopulateRead = 22;
+inline constexpr int kMadvPopulateWrite = 23;
+inline constexpr int kMadvDontNeedLocked = 24;
+inline constexpr int kMadvCollapse = 25;
+
+// The layout of the address space; defaults are x86-64 Linux with 4-level
+// paging, an 8 MiB stack limit and ASLR off.
+struct AddressSpaceOptions {
+  uint64_t task_size = 0x7ffffffff000;
+  uint64_t mmap_base = 0x7ffff7fff000;
+  uint64_t stack_guard_gap = 256 * kPageSize;
+  uint64_t mmap_min_addr = 0x1000;
+  uint64_t max_map_count = 65530;
+};
+
+namespace vm {
+struct Mm;
+}
+
+class AddressSpace {
+ public:
+  explicit AddressSpace(AddressSpaceOptions options = {});
+  ~AddressSpace();
+  AddressSpace(const AddressSpace&) = delete;
+  AddressSpace& operator=(const AddressSpace&) = delete;
+
+  // --- System calls. Each takes the mmap mutex.
+
+  // mmap(addr, len, prot, flags, file, offset). `file` is the descriptor's
+  // file, null for a descriptor that is not open (EBADF unless
+  // kMapAnonymous). Returns the mapped address. Errors: EINVAL (zero length,
+  // unaligned address or offset, no or bad map type, growsdown file),
+  // ENOMEM (no room, address beyond task_size, map_count limit), EEXIST
+  // (kMapFixedNoReplace collides), EBADF, EACCES (shared writable mapping of a
+  // read-only file), EOPNOTSUPP (unknown flags with kMapSharedValidate),
+  // EOVERFLOW (offset wraps).
+  absl::StatusOr<uint64_t> mmap(uint64_t addr, uint64_t len, int prot, int flags,
+                                std::shared_ptr<File> file, uint64_t offset);
+  // Unmaps [addr, addr+len). EINVAL: unaligned, zero or out-of-range length.
+  absl::Status munmap(uint64_t addr, uint64_t len);
+  // Changes protection; splits and merges. ENOMEM: a hole in the range (what
+  // came before it stays changed); EACCES: beyond the VMA's VM_MAY* rights;
+  // EINVAL: bad prot bits or alignment.
+  absl::Status mprotect(uint64_t addr, uint64_t len, int prot);
+  // Resizes or moves [old_addr, old_addr+old_len). Returns the new address.
+  absl::StatusOr<uint64_t> mremap(uint64_t old_addr, uint64_t old_len, uint64_t new_len,
+                                  int flags, uint64_t new_addr);
+  // Applies advice. Flag advice splits and merges; holes give ENOMEM after the
+  // rest was applied; unknown advice EINVAL.
+  absl::Status madvise(uint64_t addr, uint64_t len, int advice);
+
+  // Inserts a VMA exactly as described (a special mapping, or the VMAs a
+  // process starts with): no merge, no checks beyond EEXIST for an overlap
+  // and EINVAL for an empty or unaligned range.
+  absl::Status install(const VmaState& vma);
+
+  // --- Readers under the mmap mutex.
+
+  // First VMA with end > addr, as a copy.
+  std::optional<VmaInfo> find_vma(uint64_t addr) const;
+  // The VMA containing addr.
+  std::optional<VmaInfo> vma_lookup(uint64_t addr) const;
+  // Every VMA in address order (a consistent snapshot).
+  std::vector<VmaInfo> maps() const;
+  // Checks the tree, the VMAs (sorted, non-overlapping, page aligned, tree
+  // ranges equal VMA ranges) and the accounting against each other.
+  absl::Status validate() const;
+
+  uint64_t map_count() const;
+  uint64_t total_vm() const;    // pages
+  // Incremented before and after every change (odd while one is under way).
+  uint64_t seq() const;
+  const AddressSpaceOptions& options() const;
+
+  // Returns an AddressSpace holding the same VMAs, minus those marked
+  // VM_DONTCOPY, with VM_LOCKED cleared (what fork() leaves the child).
+  absl::StatusOr<std::unique_ptr<AddressSpace>> fork() const;
+
+  // The internal state (src/vm); for tests and the library only.
+  vm::Mm& internal() { return *mm_; }
+
+ private:
+  std::unique_ptr<vm::Mm> mm_;
+};
+
+}  // namespace rcuvm
+
+#endif  // RCUVM_ADDRESS_SPACE_H_

@@ -1,0 +1,162 @@
+// AddressSpace: the public face; each call is one transaction (vm/mm.h).
+#include "rcuvm/address_space.h"
+
+#include <cerrno>
+
+#include "absl/strings/str_format.h"
+#include "rcuvm/fault_injection.h"
+#include "rcuvm/status.h"
+#include "vm/mm.h"
+#include "vm/ops.h"
+
+namespace rcuvm {
+namespace {
+
+VmaInfo info_of(const Vma& v) {
+  VmaInfo i;
+  static_cast<VmaState&>(i) = v;
+  return i;
+}
+
+}  // namespace
+
+AddressSpace::AddressSpace(AddressSpaceOptions options)
+    : mm_(std::make_unique<vm::Mm>(options)) {}
+
+AddressSpace::~AddressSpace() {
+  absl::MutexLock lock(&mm_->mu);
+  std::vector<Vma*> all = mm_->range(0, UINT64_MAX);
+  mm_->tree.destroy();
+  for (Vma* v : all) {
+    if (v->ops) v->ops->close(*v);
+    rcu::retire(v);
+  }
+}
+
+absl::StatusOr<uint64_t> AddressSpace::mmap(uint64_t addr, uint64_t len, int prot, int flags,
+                                            std::shared_ptr<File> file, uint64_t offset) {
+  return vm::run_txn<absl::StatusOr<uint64_t>>(*mm_, [&](vm::Txn& t) {
+    return vm::do_mmap(t, addr, len, prot, flags, file, offset);
+  });
+}
+
+absl::Status AddressSpace::munmap(uint64_t addr, uint64_t len) {
+  return vm::run_txn<absl::Status>(*mm_, [&](vm::Txn& t) { return vm::do_munmap(t, addr, len); });
+}
+
+absl::Status AddressSpace::mprotect(uint64_t addr, uint64_t len, int prot) {
+  return vm::run_txn<absl::Status>(*mm_,
+                                   [&](vm::Txn& t) { return vm::do_mprotect(t, addr, len, prot); });
+}
+
+absl::StatusOr<uint64_t> AddressSpace::mremap(uint64_t old_addr, uint64_t old_len,
+                                              uint64_t new_len, int flags, uint64_t new_addr) {
+  return vm::run_txn<absl::StatusOr<uint64_t>>(*mm_, [&](vm::Txn& t) {
+    return vm::do_mremap(t, old_addr, old_len, new_len, flags, new_addr);
+  });
+}
+
+absl::Status AddressSpace::madvise(uint64_t addr, uint64_t len, int advice) {
+  return vm::run_txn<absl::Status>(
+      *mm_, [&](vm::Txn& t) { return vm::do_madvise(t, addr, len, advice); });
+}
+
+absl::Status AddressSpace::install(const VmaState& vma) {
+  if (vma.start >= vma.end || (vma.start | vma.end) % kPageSize)
+    return errno_error(EINVAL, "install: bad range");
+  return vm::run_txn<absl::Status>(*mm_, [&](vm::Txn& t) -> absl::Status {
+    if (mm_->find_intersection(vma.start, vma.end)) return errno_error(EEXIST, "install: overlap");
+    Vma* v = t.alloc(vma);
+    if (!v) return t.nomem();
+    if (absl::Status s = t.store(v->start, v->end, v); !s.ok()) return s;
+    ++mm_->map_count;
+    mm_->total_vm += v->pages();
+    if (v->flags & vmf::kLocked) mm_->locked_vm += v->pages();
+    return absl::OkStatus();
+  });
+}
+
+std::optional<VmaInfo> AddressSpace::find_vma(uint64_t addr) const {
+  absl::MutexLock lock(&mm_->mu);
+  Vma* v = mm_->find(addr);
+  if (!v) return std::nullopt;
+  return info_of(*v);
+}
+
+std::optional<VmaInfo> AddressSpace::vma_lookup(uint64_t addr) const {
+  absl::MutexLock lock(&mm_->mu);
+  Vma* v = mm_->lookup(addr);
+  if (!v) return std::nullopt;
+  return info_of(*v);
+}
+
+std::vector<VmaInfo> AddressSpace::maps() const {
+  absl::MutexLock lock(&mm_->mu);
+  std::vector<VmaInfo> out;
+  for (Vma* v : mm_->range(0, UINT64_MAX)) out.push_back(info_of(*v));
+  return out;
+}
+
+absl::Status AddressSpace::validate() const {
+  absl::MutexLock lock(&mm_->mu);
+  if (absl::Status s = mm_->tree.validate(); !s.ok()) return s;
+  uint64_t count = 0, pages = 0, locked = 0, last_end = 0;
+  auto c = mm_->tree.cursor(0);
+  while (auto e = c.next()) {
+    const Vma* v = e->value;
+    if (e->first != v->start || e->last + 1 != v->end)
+      return errno_error(EIO, absl::StrFormat("tree range %#x-%#x != VMA %#x-%#x", e->first,
+                                              e->last + 1, v->start, v->end));
+    if (v->start >= v->end || (v->start | v->end) % kPageSize || v->start < last_end)
+      return errno_error(EIO, absl::StrFormat("bad VMA %#x-%#x", v->start, v->end));
+    last_end = v->end;
+    ++count;
+    pages += v->pages();
+    if (v->flags & vmf::kLocked) locked += v->pages();
+  }
+  if (count != mm_->map_count)
+    return errno_error(EIO, absl::StrFormat("map_count %d, tree holds %d", mm_->map_count, count));
+  if (pages != mm_->total_vm)
+    return errno_error(EIO, absl::StrFormat("total_vm %d, VMAs hold %d", mm_->total_vm, pages));
+  if (locked != mm_->locked_vm)
+    return errno_error(EIO, absl::StrFormat("locked_vm %d, VMAs hold %d", mm_->locked_vm, locked));
+  return absl::OkStatus();
+}
+
+uint64_t AddressSpace::map_count() const {
+  absl::MutexLock lock(&mm_->mu);
+  return mm_->map_count;
+}
+
+uint64_t AddressSpace::total_vm() const {
+  absl::MutexLock lock(&mm_->mu);
+  return mm_->total_vm;
+}
+
+uint64_t AddressSpace::seq() const { return mm_->seq.load(std::memory_order_acquire); }
+
+const AddressSpaceOptions& AddressSpace::options() const { return mm_->opt; }
+
+absl::StatusOr<std::unique_ptr<AddressSpace>> AddressSpace::fork() const {
+  auto child = std::make_unique<AddressSpace>(mm_->opt);
+  absl::MutexLock lock(&mm_->mu);
+  vm::Mm& cm = *child->mm_;
+  absl::MutexLock child_lock(&cm.mu);
+  for (Vma* v : mm_->range(0, UINT64_MAX)) {
+    if (v->flags & vmf::kDontCopy) continue;
+    if (detail::allocation_should_fail()) return errno_error(ENOMEM, "fork: out of memory");
+    Vma* n = new Vma(static_cast<const VmaState&>(*v));
+    n->flags &= ~vmf::kLockedMask;
+    if (absl::Status s = cm.tree.store(n->start, n->end - 1, n); !s.ok()) {
+      delete n;
+      return s;
+    }
+    if (n->ops) n->ops->open(*n);
+    ++cm.map_count;
+    cm.total_vm += n->pages();
+  }
+  cm.shm_created = mm_->shm_created;
+  return child;
+}
+
+}  // namespace rcuvm

@@ -1,0 +1,125 @@
+// src/vm/mm.h: the state behind an AddressSpace (the kernel's mm_struct) and
+// the writer transaction every system call runs in.
+//
+// Interval convention: the VMA layer speaks [start, end); the tree stores
+// inclusive [first, last]. Only Txn::store and the lookups below convert.
+#ifndef RCUVM_SRC_VM_MM_H_
+#define RCUVM_SRC_VM_MM_H_
+
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "rcuvm/address_space.h"
+#include "rcuvm/range_tree.h"
+#include "rcuvm/vma.h"
+
+namespace rcuvm::vm {
+
+class Txn;
+
+struct Mm {
+  explicit Mm(const AddressSpaceOptions& o) : opt(o) {}
+
+  AddressSpaceOptions opt;
+  mutable absl::Mutex mu;  // the mmap lock; also the tree's writer lock
+  RangeTree<Vma> tree{TreeOptions{.track_gaps = true, .rcu = true, .external_lock = &mu}};
+  // (S1) odd while a writer changes the map; readers that see it move retry.
+  std::atomic<uint64_t> seq{0};
+
+  // Accounting, in pages except map_count.
+  uint64_t map_count ABSL_GUARDED_BY(mu) = 0;
+  uint64_t total_vm ABSL_GUARDED_BY(mu) = 0;
+  uint64_t locked_vm ABSL_GUARDED_BY(mu) = 0;
+  // Shared anonymous objects created so far (names "shm1", "shm2"...).
+  uint64_t shm_created ABSL_GUARDED_BY(mu) = 0;
+
+  // --- Lookups; caller holds mu.
+  // The VMA containing addr, or null.
+  Vma* lookup(uint64_t addr) const { return tree.load(addr); }
+  // First VMA with end > addr (find_vma), or null.
+  Vma* find(uint64_t addr) const {
+    auto e = tree.find(addr);
+    return e ? e->value : nullptr;
+  }
+  // First VMA overlapping [start, end), or null.
+  Vma* find_intersection(uint64_t start, uint64_t end) const {
+    if (start >= end) return nullptr;
+    auto e = tree.find(start, end - 1);
+    return e ? e->value : nullptr;
+  }
+  // Last VMA with start < addr, or null.
+  Vma* find_prev(uint64_t addr) const {
+    if (addr == 0) return nullptr;
+    auto e = tree.find_rev(addr - 1);
+    return e ? e->value : nullptr;
+  }
+  // Every VMA overlapping [start, end), in order.
+  std::vector<Vma*> range(uint64_t start, uint64_t end) const;
+};
+
+// Everything one system call changes, so that an allocation failure can put
+// it all back. Steps: store()/save()/alloc()/remove() record and apply;
+// commit() keeps the result and retires removed VMAs after a grace period;
+// destroying an uncommitted Txn rolls back (cannot fail: restoring stores
+// retry like the kernel's __GFP_NOFAIL until their nodes are allocated).
+class Txn {
+ public:
+  explicit Txn(Mm& mm);
+  ~Txn();
+  Txn(const Txn&) = delete;
+  Txn& operator=(const Txn&) = delete;
+
+  Mm& mm() { return mm_; }
+
+  // Maps [start, end) to v (null unmaps). ENOMEM (and oom()) on failure.
+  absl::Status store(uint64_t start, uint64_t end, Vma* v);
+  // Remembers v's fields before the caller changes them (once per VMA).
+  void save(Vma* v);
+  // Allocates a VMA (not yet in the tree); null and oom() on failure.
+  Vma* alloc(const VmaState& init);
+  // Marks v as gone from the tree: closed and retired on commit.
+  void remove(Vma* v);
+  // Calls for an allocation failure; makes the call's result ENOMEM with
+  // everything rolled back.
+  absl::Status nomem();
+
+  bool oom() const { return oom_; }
+  void commit();
+
+ private:
+  struct StoreRecord {
+    uint64_t start, end;
+    std::vector<RangeEntry<Vma>> before;
+  };
+  void rollback();
+
+  Mm& mm_;
+  bool committed_ = false;
+  bool oom_ = false;
+  std::vector<StoreRecord> stores_;
+  std::vector<std::pair<Vma*, VmaState>> saved_;
+  std::vector<Vma*> allocated_;
+  std::vector<Vma*> removed_;
+  uint64_t map_count_, total_vm_, locked_vm_, shm_created_;
+};
+
+// Runs body(txn) as one writer transaction under mm.mu: commits unless an
+// allocation failed, in which case everything is rolled back and the result
+// is ENOMEM.
+template <typename R, typename Fn>
+R run_txn(Mm& mm, Fn&& body) {
+  absl::MutexLock lock(&mm.mu);
+  Txn txn(mm);
+  R r = body(txn);
+  if (txn.oom()) return txn.nomem();  // ~Txn rolls back
+  txn.commit();
+  return r;
+}
+
+}  // namespace rcuvm::vm
+
+#endif  // RCUVM_SRC_VM_MM_H_

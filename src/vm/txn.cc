@@ -1,0 +1,103 @@
+// Writer transactions: record every change of one system call so that an
+// allocation failure can undo all of it (see mm.h).
+#include <algorithm>
+#include <cerrno>
+
+#include "rcuvm/fault_injection.h"
+#include "rcuvm/status.h"
+#include "vm/mm.h"
+
+namespace rcuvm::vm {
+
+std::vector<Vma*> Mm::range(uint64_t start, uint64_t end) const {
+  std::vector<Vma*> out;
+  if (start >= end) return out;
+  auto c = tree.cursor(start);
+  while (auto e = c.next(end - 1)) out.push_back(e->value);
+  return out;
+}
+
+Txn::Txn(Mm& mm)
+    : mm_(mm),
+      map_count_(mm.map_count),
+      total_vm_(mm.total_vm),
+      locked_vm_(mm.locked_vm),
+      shm_created_(mm.shm_created) {
+  mm_.seq.fetch_add(1, std::memory_order_release);  // (S1) odd: change begins
+}
+
+Txn::~Txn() {
+  if (!committed_) rollback();
+  mm_.seq.fetch_add(1, std::memory_order_release);  // (S1) even: change done
+}
+
+absl::Status Txn::store(uint64_t start, uint64_t end, Vma* v) {
+  StoreRecord rec{start, end, {}};
+  for (Vma* old : mm_.range(start, end)) {
+    rec.before.push_back({std::max(old->start, start), std::min(old->end, end) - 1, old});
+  }
+  absl::Status s = mm_.tree.store(start, end - 1, v);
+  if (!s.ok()) {
+    oom_ = true;
+    return s;
+  }
+  stores_.push_back(std::move(rec));
+  return absl::OkStatus();
+}
+
+void Txn::save(Vma* v) {
+  for (auto& [p, st] : saved_)
+    if (p == v) return;
+  saved_.emplace_back(v, static_cast<const VmaState&>(*v));
+}
+
+Vma* Txn::alloc(const VmaState& init) {
+  if (detail::allocation_should_fail()) {
+    oom_ = true;
+    return nullptr;
+  }
+  Vma* v = new Vma(init);
+  allocated_.push_back(v);
+  return v;
+}
+
+void Txn::remove(Vma* v) { removed_.push_back(v); }
+
+absl::Status Txn::nomem() { return errno_error(ENOMEM, "out of memory"); }
+
+void Txn::commit() {
+  committed_ = true;
+  for (Vma* v : removed_) {
+    if (v->ops) v->ops->close(*v);
+    v->detached.store(true, std::memory_order_release);
+    rcu::retire(v);
+  }
+}
+
+// Cannot fail: a restoring store retries until its nodes are allocated, as
+// the kernel's __GFP_NOFAIL restores do.
+void Txn::rollback() {
+  auto must_store = [&](uint64_t first, uint64_t last, Vma* v) {
+    while (!mm_.tree.store(first, last, v).ok()) {
+    }
+  };
+  for (auto it = stores_.rbegin(); it != stores_.rend(); ++it) {
+    must_store(it->start, it->end - 1, nullptr);
+    for (const auto& e : it->before) must_store(e.first, e.last, e.value);
+  }
+  for (auto& [v, st] : saved_) static_cast<VmaState&>(*v) = st;
+  // Piecewise restores leave one VMA as several adjacent entries; store each
+  // VMA that was there whole again so the tree holds exactly one entry each.
+  for (const StoreRecord& rec : stores_)
+    for (const auto& e : rec.before) must_store(e.value->start, e.value->end - 1, e.value);
+  for (Vma* v : allocated_) {
+    v->detached.store(true, std::memory_order_release);
+    rcu::retire(v);  // a reader may have seen it in the tree
+  }
+  mm_.map_count = map_count_;
+  mm_.total_vm = total_vm_;
+  mm_.locked_vm = locked_vm_;
+  mm_.shm_created = shm_created_;
+}
+
+}  // namespace rcuvm::vm

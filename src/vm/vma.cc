@@ -1,0 +1,70 @@
+// VMA flag mnemonics (as /proc/<pid>/smaps prints them), files, perms.
+#include <string>
+#include <string_view>
+
+#include "rcuvm/vma.h"
+
+namespace rcuvm {
+namespace {
+
+struct Mnemonic {
+  VmFlags flag;
+  const char* name;
+};
+
+// The kernel's order (fs/proc/task_mmu.c, show_smap_vma_flags).
+constexpr Mnemonic kMnemonics[] = {
+    {vmf::kRead, "rd"},        {vmf::kWrite, "wr"},       {vmf::kExec, "ex"},
+    {vmf::kShared, "sh"},      {vmf::kMayRead, "mr"},     {vmf::kMayWrite, "mw"},
+    {vmf::kMayExec, "me"},     {vmf::kMayShare, "ms"},    {vmf::kGrowsDown, "gd"},
+    {vmf::kPfnMap, "pf"},      {vmf::kLocked, "lo"},      {vmf::kIo, "io"},
+    {vmf::kSeqRead, "sr"},     {vmf::kRandRead, "rr"},    {vmf::kDontCopy, "dc"},
+    {vmf::kDontExpand, "de"},  {vmf::kLockOnFault, "lf"}, {vmf::kAccount, "ac"},
+    {vmf::kNoReserve, "nr"},   {vmf::kHugetlb, "ht"},     {vmf::kSync, "sf"},
+    {vmf::kWipeOnFork, "wf"},  {vmf::kDontDump, "dd"},    {vmf::kMixedMap, "mm"},
+    {vmf::kHugePage, "hg"},    {vmf::kNoHugePage, "nh"},
+};
+
+}  // namespace
+
+std::string vm_flags_string(VmFlags flags) {
+  std::string out;
+  for (const Mnemonic& m : kMnemonics) {
+    if (!(flags & m.flag)) continue;
+    if (!out.empty()) out += ',';
+    out += m.name;
+  }
+  return out.empty() ? "-" : out;
+}
+
+VmFlags parse_vm_flags(std::string_view text) {
+  VmFlags f = 0;
+  while (!text.empty()) {
+    size_t comma = text.find(',');
+    std::string_view tok = text.substr(0, comma);
+    for (const Mnemonic& m : kMnemonics)
+      if (tok == m.name) f |= m.flag;
+    if (comma == std::string_view::npos) break;
+    text.remove_prefix(comma + 1);
+  }
+  return f;
+}
+
+std::shared_ptr<File> File::make(std::string name, uint64_t size, Options options) {
+  auto f = std::make_shared<File>();
+  f->name = std::move(name);
+  f->size = size;
+  f->options = options;
+  return f;
+}
+
+std::string VmaInfo::perms() const {
+  std::string p = "----";
+  if (flags & vmf::kRead) p[0] = 'r';
+  if (flags & vmf::kWrite) p[1] = 'w';
+  if (flags & vmf::kExec) p[2] = 'x';
+  p[3] = (flags & vmf::kMayShare) ? 's' : 'p';
+  return p;
+}
+
+}  // namespace rcuvm
