@@ -205,18 +205,4 @@ inline double seconds_since(std::chrono::steady_clock::time_point start) {
 
 }  // namespace rcuvm::stress
 
-#if defined(__SANITIZE_THREAD__)
-// ThreadSanitizer reports two races inside liburcu 0.13 itself, which uses
-// volatile accesses and its own barriers rather than C11 atomics: the futex
-// word that the inlined read-unlock checks and clears (urcu_common_wake_up_gp,
-// compiled into our binaries), and the completion that rcu_barrier() allocates
-// and the call_rcu thread frees. Neither touches rcuvm's or the test's data.
-// Weak, so that a definition in the library itself (where it belongs, for
-// every program that links rcuvm) takes precedence.
-extern "C" __attribute__((weak)) const char* __tsan_default_suppressions() {
-  return "race:urcu_common_wake_up_gp\n"
-         "race:urcu_memb_barrier\n";
-}
-#endif
-
 #endif  // RCUVM_STRESS_STRESS_UTIL_H_

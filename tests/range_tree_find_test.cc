@@ -218,15 +218,19 @@ TEST_P(FindTest, CursorNextThenPrevAroundGaps) {
 }
 
 TEST_P(FindTest, CursorNextThenPrevWithAdjacentEntries) {
-  // No gap after the entry: prev() from its end + 1 sees the next entry.
+  // Steps move from the current entry: prev() after next() is the entry
+  // before it, and a step that finds nothing keeps the current entry.
   RCUVM_ASSERT_OK(t_.store(10, 19, L('A')));
   RCUVM_ASSERT_OK(t_.store(20, 29, L('B')));
   rcu::ReadGuard g;
   auto c = t_.cursor(10);
   EXPECT_EQ(c.next(), (Entry{10, 19, L('A')}));
-  EXPECT_EQ(c.prev(), (Entry{20, 29, L('B')}));
+  EXPECT_EQ(c.next(), (Entry{20, 29, L('B')}));
   EXPECT_EQ(c.prev(), (Entry{10, 19, L('A')}));
   EXPECT_EQ(c.prev(), std::nullopt);
+  EXPECT_EQ(c.next(), (Entry{20, 29, L('B')}));
+  EXPECT_EQ(c.next(), std::nullopt);
+  EXPECT_EQ(c.prev(), (Entry{10, 19, L('A')}));
 }
 
 TEST_P(FindTest, CursorRunsOffBothEndsAndStaysExhausted) {
@@ -238,7 +242,7 @@ TEST_P(FindTest, CursorRunsOffBothEndsAndStaysExhausted) {
   EXPECT_EQ(c.next(), (Entry{2000, 2005, V(200)}));
   EXPECT_EQ(c.next(), (Entry{kMax - 5, kMax, L('Z')}));
   EXPECT_EQ(c.next(), std::nullopt);
-  EXPECT_EQ(c.prev(), std::nullopt);  // exhausted in both directions
+  EXPECT_EQ(c.prev(), (Entry{2000, 2005, V(200)}));  // the entry before the current one
   c.seek(kMax);
   EXPECT_EQ(c.prev(), (Entry{kMax - 5, kMax, L('Z')}));
   EXPECT_EQ(c.prev(), (Entry{2000, 2005, V(200)}));
@@ -247,7 +251,7 @@ TEST_P(FindTest, CursorRunsOffBothEndsAndStaysExhausted) {
   EXPECT_EQ(c.prev(), (Entry{10, 15, V(1)}));
   EXPECT_EQ(c.prev(), (Entry{0, 5, V(0)}));
   EXPECT_EQ(c.prev(), std::nullopt);
-  EXPECT_EQ(c.next(), std::nullopt);
+  EXPECT_EQ(c.next(), (Entry{10, 15, V(1)}));  // the entry after the current one
   c.seek(0);
   EXPECT_EQ(c.next(), (Entry{0, 5, V(0)}));
   // With [0, 5] gone there is nothing before 10 either.

@@ -284,16 +284,6 @@ uint64_t inconsistent(const std::vector<ReaderResult>& rr) {
 
 }  // namespace
 
-#if defined(__SANITIZE_THREAD__)
-// Races inside liburcu 0.13 itself (volatile accesses, not C11 atomics): the
-// futex word of the inlined read-unlock, and rcu_barrier()'s completion.
-// Weak, so that a definition in the library takes precedence.
-extern "C" __attribute__((weak)) const char* __tsan_default_suppressions() {
-  return "race:urcu_common_wake_up_gp\n"
-         "race:urcu_memb_barrier\n";
-}
-#endif
-
 int main(int argc, char** argv) {
   Options o = parse(argc, argv);
   Rng rng{o.seed};

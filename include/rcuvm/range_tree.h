@@ -69,16 +69,18 @@ class RangeTree {
   // Context: inside an rcu::ReadGuard, or with the writer lock held.
   class Cursor {
    public:
-    // Returns the first entry overlapping [index, max] and moves past it, or
-    // nullopt (and stays exhausted) when there is none.
+    // The cursor has a current entry: the last one a step returned (none
+    // after construction or seek()). Without one, next() returns the first
+    // entry overlapping [index, max]; with one, the first entry starting after
+    // it (and not beyond max). prev() is the mirror image. A step that finds
+    // nothing returns nullopt and leaves the cursor where it was.
     std::optional<Entry> next(uint64_t max = UINT64_MAX) {
       return typed(tree_->raw_.cursor_find(state_, max));
     }
-    // Returns the last entry overlapping [min, index] and moves before it.
     std::optional<Entry> prev(uint64_t min = 0) {
       return typed(tree_->raw_.cursor_find_rev(state_, min));
     }
-    // Moves to `index`; the next next()/prev() starts there.
+    // Forgets the current entry and moves to `index`.
     void seek(uint64_t index) { state_ = detail::RawCursorState{.index = index}; }
     // Replaces the value of the entry last returned, in place (one atomic
     // store; the range is unchanged). Both values must be non-null: EINVAL
@@ -121,8 +123,15 @@ class RangeTree {
     for (const Entry& e : sorted) raw.push_back({e.first, e.last, e.value});
     return raw_.bulk_load(raw);
   }
-  // Reserves `nodes` nodes so that following writes cannot fail for memory.
+  // Tops the tree's reserve up to `nodes` nodes. Writes take every node they
+  // need (tree nodes and retire batches) from the reserve first, so writes
+  // that together need at most `nodes` cannot fail for memory. ENOMEM if the
+  // reserve could not be filled (what was reserved stays).
   absl::Status preallocate(size_t nodes) { return raw_.preallocate(nodes); }
+  // An upper bound on the nodes one store, insert or erase may take, at the
+  // tree's current height: preallocate(k * store_worst_case_nodes()) makes the
+  // next k writes infallible (while the height does not grow past +1).
+  uint64_t store_worst_case_nodes() const { return raw_.store_worst_case_nodes(); }
   // Copies this tree into `destination`, which must be empty (EEXIST
   // otherwise), in O(n): nodes are copied in DFS pre-order. On ENOMEM the
   // destination stays empty.

@@ -129,3 +129,14 @@ void drain() {
 }
 
 }  // namespace rcuvm::rcu
+
+#if RCUVM_TSAN
+// liburcu 0.13's inlined read-unlock reads the grace-period futex word, and
+// urcu_memb_barrier() hands a completion to the call_rcu thread, both with
+// accesses TSAN cannot pair (the other side runs in the uninstrumented
+// library). They are liburcu's own synchronisation, not rcuvm's data.
+extern "C" const char* __tsan_default_suppressions() {
+  return "race:urcu_common_wake_up_gp\n"
+         "race:urcu_memb_barrier\n";
+}
+#endif

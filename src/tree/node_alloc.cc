@@ -12,7 +12,6 @@
 
 #include <sys/mman.h>
 
-#include <cstddef>
 #include <cstdlib>
 #include <mutex>
 #include <new>
@@ -121,36 +120,23 @@ void free_subtree(Node* n) {
   node_free(n);
 }
 
-RetireBatch* RetireBatch::create(size_t capacity) {
-  // Most writes retire a handful of nodes: such a batch fits in a node's
-  // memory and comes from the same cache, without a trip to malloc.
-  constexpr size_t kHeader = sizeof(RetireBatch) - sizeof(uintptr_t);  // items_ is last
-  constexpr size_t kInNode = (sizeof(Node) - kHeader) / sizeof(uintptr_t);
-  if (capacity <= kInNode) {
-    Node* mem = node_alloc();
-    if (!mem) return nullptr;
-    return new (mem) RetireBatch(kInNode, true);
-  }
-  if (allocation_should_fail()) return nullptr;
-  void* mem = std::malloc(kHeader + capacity * sizeof(uintptr_t));
-  if (!mem) return nullptr;
-  return new (mem) RetireBatch(capacity, false);
-}
+static_assert(sizeof(RetireBatch) <= sizeof(Node), "a retire batch fills one node");
 
 void RetireBatch::free_now() {
-  for (size_t i = 0; i < count_; ++i) {
-    Node* n = reinterpret_cast<Node*>(items_[i] & ~uintptr_t(1));
-    if (items_[i] & 1)
-      free_subtree(n);
-    else
-      node_free(n);
+  RetireBatch* b = this;
+  while (b) {
+    for (size_t i = 0; i < b->count_; ++i) {
+      Node* n = reinterpret_cast<Node*>(b->items_[i] & ~uintptr_t(1));
+      if (b->items_[i] & 1)
+        free_subtree(n);
+      else
+        node_free(n);
+    }
+    RetireBatch* next = b->next_;
+    b->~RetireBatch();
+    node_free(reinterpret_cast<Node*>(b));
+    b = next;
   }
-  const bool in_node = in_node_;
-  this->~RetireBatch();
-  if (in_node)
-    node_free(reinterpret_cast<Node*>(this));
-  else
-    std::free(this);
 }
 
 }  // namespace rcuvm::detail

@@ -20,27 +20,37 @@ void node_free(Node* n);
 // Frees n and, for internal nodes, everything below it.
 void free_subtree(Node* n);
 
-// Replaced nodes of one write, freed together after a grace period. Entries
-// are node pointers; bit 0 set means "free the whole subtree".
+// Replaced nodes of one write, freed together after a grace period. A batch
+// lives in a node's memory (so it comes from the same caches and from a tree's
+// preallocated reserve) and holds kPerNode entries; a write that retires more
+// chains several. Entries are node pointers; bit 0 set means "free the whole
+// subtree". Only the head of a chain is handed to rcu::retire().
 class RetireBatch final : public rcu::Deferred {
  public:
-  // Allocates a batch for up to `capacity` entries; null on failure.
-  static RetireBatch* create(size_t capacity);
-  void add(Node* n, bool subtree) {
-    items_[count_++] = reinterpret_cast<uintptr_t>(n) | (subtree ? 1 : 0);
+  static constexpr size_t kPerNode = 26;
+  // Number of batch nodes a write retiring `entries` nodes needs.
+  static size_t nodes_for(size_t entries) { return (entries + kPerNode - 1) / kPerNode; }
+  // Builds an empty batch in the memory of `mem` (a node nobody uses).
+  static RetireBatch* in_node(Node* mem) { return new (static_cast<void*>(mem)) RetireBatch; }
+  // Appends `more` (an empty batch) to the chain this batch heads.
+  void chain(RetireBatch* more) {
+    more->next_ = next_;
+    next_ = more;
   }
-  size_t size() const { return count_; }
-  size_t capacity() const { return capacity_; }
-  // Frees everything now (no reader can see the nodes) and the batch itself.
+  void add(Node* n, bool subtree) {
+    while (fill_->count_ == kPerNode) fill_ = fill_->next_;
+    fill_->items_[fill_->count_++] = reinterpret_cast<uintptr_t>(n) | (subtree ? 1 : 0);
+  }
+  // Frees every entry and every batch of the chain now: no reader can see them.
   void free_now();
   void reclaim() override { free_now(); }
 
  private:
-  RetireBatch(size_t capacity, bool in_node) : capacity_(capacity), in_node_(in_node) {}
-  size_t capacity_;
+  RetireBatch() = default;
+  RetireBatch* next_ = nullptr;  // further batches of the same write
+  RetireBatch* fill_ = this;     // (head only) the batch being filled
   size_t count_ = 0;
-  bool in_node_;  // the batch lives in a node's memory (small batches)
-  uintptr_t items_[1];  // really `capacity_` entries
+  uintptr_t items_[kPerNode];
 };
 
 }  // namespace rcuvm::detail

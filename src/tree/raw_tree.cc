@@ -33,7 +33,8 @@ void retire_tree(Node* root, bool rcu) {
   if (!root) return;
   mark_dead(root);
   if (rcu) {
-    if (RetireBatch* b = RetireBatch::create(1)) {
+    if (Node* mem = node_alloc()) {
+      RetireBatch* b = RetireBatch::in_node(mem);
       b->add(root, true);
       rcu::retire(b);
       return;
@@ -61,10 +62,6 @@ void release_reserve(RawTree& t) {
     r = next;
   }
   TreeAccess::reserve_count(t) = 0;
-  if (void*& b = TreeAccess::reserve_batch(t)) {
-    static_cast<RetireBatch*>(b)->free_now();
-    b = nullptr;
-  }
 }
 
 void RawTree::lock() const { mutex_.Lock(); }
@@ -118,17 +115,17 @@ absl::Status RawTree::preallocate(size_t nodes) {
     reserve_ = n;
     ++reserve_count_;
   }
-  // Enough retire slots for any single write: every level may replace its two
-  // path nodes, two neighbours and drop up to a full node of subtrees.
-  const size_t batch_need = (height_ + 2) * (4 + kMaxSlots);
-  auto* have = static_cast<RetireBatch*>(reserve_batch_);
-  if (!have || have->capacity() < batch_need) {
-    RetireBatch* b = RetireBatch::create(batch_need);
-    if (!b) return errno_error(ENOMEM, "preallocate: retire batch allocation failed");
-    if (have) have->free_now();
-    reserve_batch_ = b;
-  }
   return absl::OkStatus();
+}
+
+uint64_t RawTree::store_worst_case_nodes() const {
+  WriterScope w(*this, mutex_, options_.external_lock);
+  // Per level a store packs at most 15 + 4 + 15 items into at most 4 nodes,
+  // and merging fresh nodes with neighbours makes at most 4 more; the root may
+  // gain a level. It retires per level two path nodes, up to four neighbours
+  // and up to 30 dropped subtrees, in batches of RetireBatch::kPerNode.
+  const uint64_t levels = height_ + 2;
+  return 8 * levels + RetireBatch::nodes_for(levels * 36);
 }
 
 TreeStats RawTree::stats() const {

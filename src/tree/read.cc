@@ -81,8 +81,12 @@ std::optional<RawEntry> RawTree::find_rev(uint64_t index, uint64_t min) const {
 }
 
 std::optional<RawEntry> RawTree::cursor_find(RawCursorState& c, uint64_t max) const {
-  c.has_entry = false;
-  if (c.exhausted || c.index > max) return std::nullopt;
+  if (c.has_entry) {
+    if (c.entry_last == kMaxIndex) return std::nullopt;
+    c.index = c.entry_last + 1;
+  }
+  const bool resuming = c.has_entry;
+  if (c.index > max) return std::nullopt;
   for (;;) {
     LeafHit h;
     if (cursor_leaf_usable(c, c.index)) {
@@ -105,19 +109,14 @@ std::optional<RawEntry> RawTree::cursor_find(RawCursorState& c, uint64_t max) co
       const uint64_t first = slot_min(h.leaf, i, h.min);
       if (first > max) break;
       const uint64_t v = load_slot(h.leaf, Kind::kLeaf, i);  // (R2)
-      if (!v || (c.resuming && first < c.index)) continue;
+      if (!v || (resuming && first < c.index)) continue;
       if (is_dead(h.leaf)) goto restart;  // (R3)
       {
         const uint64_t last = slot_max(h.leaf, i, h.count, h.max);
-        c.resuming = true;
         c.offset = i;
         c.has_entry = true;
         c.entry_first = first;
         c.entry_last = last;
-        if (last == kMaxIndex)
-          c.exhausted = true;
-        else
-          c.index = last + 1;
         return RawEntry{first, last, reinterpret_cast<void*>(v)};
       }
     }
@@ -131,8 +130,12 @@ std::optional<RawEntry> RawTree::cursor_find(RawCursorState& c, uint64_t max) co
 }
 
 std::optional<RawEntry> RawTree::cursor_find_rev(RawCursorState& c, uint64_t min) const {
-  c.has_entry = false;
-  if (c.exhausted || c.index < min) return std::nullopt;
+  if (c.has_entry) {
+    if (c.entry_first == 0) return std::nullopt;
+    c.index = c.entry_first - 1;
+  }
+  const bool resuming = c.has_entry;
+  if (c.index < min) return std::nullopt;
   for (;;) {
     LeafHit h;
     if (cursor_leaf_usable(c, c.index)) {
@@ -155,19 +158,14 @@ std::optional<RawEntry> RawTree::cursor_find_rev(RawCursorState& c, uint64_t min
       const uint64_t last = slot_max(h.leaf, i, h.count, h.max);
       if (last < min) break;
       const uint64_t v = load_slot(h.leaf, Kind::kLeaf, i);  // (R2)
-      if (!v || (c.resuming && last > c.index)) continue;
+      if (!v || (resuming && last > c.index)) continue;
       if (is_dead(h.leaf)) goto restart;  // (R3)
       {
         const uint64_t first = slot_min(h.leaf, i, h.min);
-        c.resuming = true;
         c.offset = i;
         c.has_entry = true;
         c.entry_first = first;
         c.entry_last = last;
-        if (first == 0)
-          c.exhausted = true;
-        else
-          c.index = first - 1;
         return RawEntry{first, last, reinterpret_cast<void*>(v)};
       }
     }

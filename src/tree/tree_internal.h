@@ -47,7 +47,6 @@ struct TreeAccess {
   static uint64_t height(const RawTree& t) { return t.height_; }
   static Node*& reserve(RawTree& t) { return t.reserve_; }
   static size_t& reserve_count(RawTree& t) { return t.reserve_count_; }
-  static void*& reserve_batch(RawTree& t) { return t.reserve_batch_; }
   static uint64_t& entries(RawTree& t) { return t.entries_; }
   static uint64_t& nulls(RawTree& t) { return t.nulls_; }
   static uint64_t& nodes(RawTree& t) { return t.nodes_; }

@@ -104,18 +104,19 @@ struct WriteState {
 
   Kind kind_at(unsigned level) const { return level == 0 ? Kind::kLeaf : ikind; }
 
-  Node* alloc() {
+  // A node from the tree's reserve, else from the allocator; null on failure.
+  Node* alloc_raw() {
     Node*& reserve = TreeAccess::reserve(tree);
-    Node* n;
-    if (reserve) {
-      n = reserve;
-      reserve = reinterpret_cast<Node*>(n->words[0]);
-      --TreeAccess::reserve_count(tree);
-    } else {
-      n = node_alloc();
-      if (!n) return nullptr;
-    }
-    fresh.push_back(n);
+    if (!reserve) return node_alloc();
+    Node* n = reserve;
+    reserve = reinterpret_cast<Node*>(n->words[0]);
+    --TreeAccess::reserve_count(tree);
+    return n;
+  }
+  // A node that will belong to the tree (freed again if the write fails).
+  Node* alloc() {
+    Node* n = alloc_raw();
+    if (n) fresh.push_back(n);
     return n;
   }
   bool is_fresh(const Node* n) const {
@@ -256,21 +257,26 @@ void count_subtree(const Node* n, uint64_t& nodes, uint64_t& leaves, uint64_t& e
   for (unsigned i = 0; i < cnt; ++i) count_subtree(as_node(slots(n, k)[i]), nodes, leaves, entries, nulls);
 }
 
-// Prepares the retire batch (may fail), so that commit cannot.
+// Prepares the retire batches (may fail), so that commit cannot. They come
+// from the tree's reserve first, like the nodes.
 bool prepare_retire(WriteState& ws, RetireBatch*& batch) {
   batch = nullptr;
-  size_t need = ws.replaced.size() + ws.dropped.size();
+  const size_t need = ws.replaced.size() + ws.dropped.size();
   if (need == 0 || !ws.opts.rcu) return true;
-  void*& reserved = TreeAccess::reserve_batch(ws.tree);
-  if (reserved) {
-    batch = static_cast<RetireBatch*>(reserved);
-    if (batch->capacity() >= need) {
-      reserved = nullptr;
-      return true;
+  for (size_t i = RetireBatch::nodes_for(need); i-- > 0;) {
+    Node* mem = ws.alloc_raw();
+    if (!mem) {
+      if (batch) batch->free_now();  // empty batches: frees only their nodes
+      batch = nullptr;
+      return false;
     }
+    RetireBatch* b = RetireBatch::in_node(mem);
+    if (batch)
+      batch->chain(b);
+    else
+      batch = b;
   }
-  batch = RetireBatch::create(need);
-  return batch != nullptr;
+  return true;
 }
 
 // Commit, after publication: retire the old nodes, update the counters.

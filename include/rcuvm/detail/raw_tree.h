@@ -59,14 +59,12 @@ struct RawCursorState {
   uint64_t leaf_min = 0;
   uint64_t leaf_max = 0;
   unsigned offset = 0;
-  uint64_t index = 0;      // next index to look at
-  bool exhausted = false;  // true once a step moved past 0 or UINT64_MAX
-  // True after a step returned an entry: the next step only returns entries
-  // wholly past `index`, so one iteration never goes back or overlaps itself
-  // even when a writer grew the entry it just returned.
-  bool resuming = false;
   uint64_t generation = 0; // the tree's write generation when `leaf` was found
-  bool has_entry = false;  // the last step returned [entry_first, entry_last]
+  uint64_t index = 0;      // where a cursor without a current entry looks
+  // The current entry: the last one a step returned. Steps move from it, and
+  // only to entries wholly past it, so one iteration never goes back or
+  // overlaps itself even when a writer grew the entry it just returned.
+  bool has_entry = false;
   uint64_t entry_first = 0;
   uint64_t entry_last = 0;
 };
@@ -84,6 +82,7 @@ class RawTree {
   absl::StatusOr<void*> erase(uint64_t index);
   absl::Status bulk_load(std::span<const RawEntry> sorted);
   absl::Status preallocate(size_t nodes);
+  uint64_t store_worst_case_nodes() const;
   absl::Status dup_into(RawTree& empty_destination) const;
   void destroy();
   void set_rcu(bool on);
@@ -139,11 +138,10 @@ class RawTree {
   std::atomic<uint64_t> generation_{0};
   // Height of the tree: written under the writer lock, read by writers only.
   uint64_t height_ = 0;
-  // Nodes reserved by preallocate(), linked through their first word, and a
-  // retire batch reserved with them: writer lock only.
+  // Nodes reserved by preallocate(), linked through their first word: writer
+  // lock only. Writes take their nodes and retire batches from here first.
   Node* reserve_ = nullptr;
   size_t reserve_count_ = 0;
-  void* reserve_batch_ = nullptr;
   // Counters kept by every write (writer lock only); validate() checks them.
   uint64_t entries_ = 0;
   uint64_t nulls_ = 0;
