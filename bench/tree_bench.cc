@@ -12,7 +12,8 @@
 //                      list: lower_bound(a) is the lookup); its erase is neither
 //                      concurrent nor fast, so it sits out W3 and W6 with a writer
 //   linux_maple        the kernel's lib/maple_tree.c (tree_bench_maple only;
-//                      see scripts/build_maple_peer.sh)
+//                      see scripts/build_maple_peer.sh); linux_maple_fastslab
+//                      in tree_bench_maple_fastslab, with a SLUB-like allocator
 // "find" is find_vma: the first range ending at or above a. "load" is the
 // value of the range holding a, or null.
 //
@@ -60,6 +61,9 @@
 #endif
 #ifdef RCUVM_BENCH_HAVE_MAPLE
 #include "maple_shim.h"
+#ifndef RCUVM_BENCH_MAPLE_NAME
+#define RCUVM_BENCH_MAPLE_NAME "linux_maple"
+#endif
 #endif
 
 namespace {
@@ -443,7 +447,7 @@ class TbbPeer {
 // flags (MT_FLAGS_ALLOC_RANGE | MT_FLAGS_USE_RCU) and the harness allocator.
 class MaplePeer {
  public:
-  static constexpr const char* kName = "linux_maple";
+  static constexpr const char* kName = RCUVM_BENCH_MAPLE_NAME;
   static constexpr bool kHasBulk = true;
   static constexpr bool kHasFork = true;
   static constexpr bool kConcurrentErase = true;
@@ -995,7 +999,8 @@ int main(int argc, char** argv) {
 #ifdef RCUVM_BENCH_HAVE_MAPLE
   maple_peer_init();
   if (maple_peer_node_size() != 256) die("maple tree built with the wrong node layout");
-  benchmark::AddCustomContext("maple_peer", "Linux 6.12 lib/maple_tree.c, harness allocator, -O2");
+  benchmark::AddCustomContext("maple_peer", std::string(RCUVM_BENCH_MAPLE_NAME) +
+                                                ": Linux 6.12 lib/maple_tree.c, -O2, no CONFIG_DEBUG_MAPLE_TREE");
 #endif
   benchmark::AddCustomContext("rcuvm_time_scale", std::to_string(g_time_scale));
   benchmark::AddCustomContext("rcuvm_w6_seconds", std::to_string(g_w6_seconds));

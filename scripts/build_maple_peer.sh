@@ -4,14 +4,16 @@
 #   bash scripts/build_maple_peer.sh [OUT]        # OUT defaults to build-maple/
 #   cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DRCUVM_BUILD_TESTS=OFF \
 #         -DRCUVM_MAPLE_PEER_DIR=$PWD/build-maple
-#   cmake --build build-bench -j2 --target tree_bench_maple
+#   cmake --build build-bench -j2 --target tree_bench_maple tree_bench_maple_fastslab
 #
 # Follows the recipe of peers/LINUX-MAPLE.md: Debian's linux-source-6.12
 # (installed with apt-get when missing), the kernel's own user-space harness
 # (tools/testing/radix-tree and tools/testing/shared) built with -O2 and
 # without sanitizers or CONFIG_DEBUG_MAPLE_TREE, lib/maple_tree.c as its own
 # translation unit, and our C shim (bench/maple_peer/), all in one static
-# archive, OUT/libmaple_peer.a.
+# archive, OUT/libmaple_peer.a; and OUT/libmaple_peer_fastslab.a, the same
+# with our SLUB-like allocator (bench/maple_peer/fastslab.c) in place of the
+# harness's linux.o (LINUX-MAPLE.md, caveat 1).
 #
 # Licensing: the kernel sources are GPL-2.0. They are unpacked into OUT (an
 # ignored build folder), never into the repository, and the peer stays an
@@ -74,6 +76,15 @@ rm -f "$out/libmaple_peer.a"
 ar rcs "$out/libmaple_peer.a" "$out/maple_shim.o" "$out/maple_tree_unit.o" \
   "${harness[@]/#/$rt/}"
 
+# --- 5b. The sensitivity build: the same tree with our SLUB-like allocator
+# (bench/maple_peer/fastslab.c) in place of the harness's linux.o.
+"$cc" "${cflags[@]}" -c "$repo/bench/maple_peer/fastslab.c" -o "$out/fastslab.o"
+harness_no_linux=()
+for o in "${harness[@]}"; do [[ $o == linux.o ]] || harness_no_linux+=("$rt/$o"); done
+rm -f "$out/libmaple_peer_fastslab.a"
+ar rcs "$out/libmaple_peer_fastslab.a" "$out/maple_shim.o" "$out/maple_tree_unit.o" "$out/fastslab.o" \
+  "${harness_no_linux[@]}"
+
 # --- 6. Smoke test: a store, a find and a dup, linked as tree_bench_maple is.
 cat > "$out/smoke.c" <<'EOF'
 #include <stdio.h>
@@ -98,8 +109,11 @@ int main(void) {
 EOF
 "$cc" -O2 -D_LGPL_SOURCE -I"$repo/bench/maple_peer" "$out/smoke.c" "$out/libmaple_peer.a" \
   $(pkg-config --cflags --libs liburcu-memb) -lpthread -o "$out/smoke"
+"$cc" -O2 -D_LGPL_SOURCE -I"$repo/bench/maple_peer" "$out/smoke.c" "$out/libmaple_peer_fastslab.a" \
+  $(pkg-config --cflags --libs liburcu-memb) -lpthread -o "$out/smoke_fastslab"
+"$out/smoke_fastslab"
 "$out/smoke"
 
-echo "build_maple_peer: done: $out/libmaple_peer.a"
+echo "build_maple_peer: done: $out/libmaple_peer.a and $out/libmaple_peer_fastslab.a"
 echo "  cmake -S $repo -B $repo/build-bench -DCMAKE_BUILD_TYPE=Release -DRCUVM_BUILD_TESTS=OFF -DRCUVM_MAPLE_PEER_DIR=$out"
-echo "  cmake --build $repo/build-bench -j2 --target tree_bench_maple"
+echo "  cmake --build $repo/build-bench -j2 --target tree_bench_maple tree_bench_maple_fastslab"

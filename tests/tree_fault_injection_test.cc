@@ -7,7 +7,13 @@
 //   - failure: the error is ENOMEM, the fault did fire, and the contents and
 //     validate() are exactly as before the write; the same write then succeeds
 //     without injection (the tree is still usable).
-// Every case runs in all four tree modes (gap tracking on/off, RCU on/off).
+// Writes: stores into small trees, stores that split the root, spanning
+// stores, inserts, erases, erases that lower the height, bulk_load() (the tree
+// stays empty on failure), dup_into() (the destination stays empty and the
+// source unchanged) and preallocate(); after preallocate() a write must not
+// fail for memory at all. Every case runs in all four tree modes (gap tracking
+// on/off, RCU on/off), and every case that must allocate has to meet at least
+// one injected failure, so a hook that stopped firing would fail the test.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -45,7 +51,8 @@ std::string mode_name(Mode m) {
 
 // A tree and the model kept equal by applying every setup write to both.
 struct Pair {
-  explicit Pair(Mode m) : tree(std::make_unique<Tree>(TreeOptions{.track_gaps = m.track_gaps, .rcu = m.rcu})) {}
+  explicit Pair(Mode m)
+      : tree(std::make_unique<Tree>(TreeOptions{.track_gaps = m.track_gaps, .rcu = m.rcu})) {}
   void store(uint64_t f, uint64_t l, uint64_t v) {
     ASSERT_TRUE(tree->store(f, l, ptr(v)).ok());
     model.store(f, l, v);

@@ -44,6 +44,7 @@ Node* build_levels(std::vector<Item> items, Kind ikind, bool track_gaps, std::ve
         }
         first = it.last + 1;
       }
+      pad_pivots(n, cnt, kind);
       const uint64_t last = items[pos + cnt - 1].last;
       up.push_back(Item{last, reinterpret_cast<uint64_t>(n), track_gaps ? gap : 0});
       pos += cnt;

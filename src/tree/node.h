@@ -27,7 +27,8 @@
 //   I2  1 <= count <= capacity; internal nodes other than the root have at
 //       least capacity/2 slots, leaves other than the root at least 8; an
 //       internal root has at least 2.
-//   I3  pivots strictly increase, and min <= pivot[i] < max for i < count-1.
+//   I3  pivots strictly increase, and min <= pivot[i] < max for i < count-1;
+//       the unused pivot positions count-1 .. capacity-2 hold UINT64_MAX.
 //   I4  internal slots are non-null.
 //   I5  no two adjacent null ranges, across node boundaries included; an
 //       empty tree has a null root, never a leaf holding one null range.
@@ -49,6 +50,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 
 namespace rcuvm::detail {
 
@@ -141,6 +143,29 @@ inline unsigned slot_for(const Node* n, unsigned cnt, uint64_t index) {
   for (unsigned j = 0; j + 1 < cnt; ++j) i += index > piv[j];
   return i;
 }
+// The readers' version: counts over every pivot position of the kind, which
+// has a fixed trip count and no dependency on the count field. Correct because
+// unused pivot positions hold UINT64_MAX (invariant I3), which no index exceeds.
+template <size_t... J>
+inline unsigned count_below(const uint64_t* piv, uint64_t index, std::index_sequence<J...>) {
+  return (unsigned(index > piv[J]) + ...);  // unrolled, independent compares
+}
+template <Kind K>
+inline unsigned slot_for_fixed(const Node* n, uint64_t index) {
+  return count_below(pivots(n), index, std::make_index_sequence<capacity(K) - 1>{});
+}
+inline unsigned slot_for_kind(const Node* n, Kind k, uint64_t index) {
+  switch (k) {
+    case Kind::kAlloc: return slot_for_fixed<Kind::kAlloc>(n, index);
+    case Kind::kLeaf: return slot_for_fixed<Kind::kLeaf>(n, index);
+    default: return slot_for_fixed<Kind::kRange>(n, index);
+  }
+}
+// Fills the unused pivot positions [cnt-1, capacity-1) with UINT64_MAX.
+inline void pad_pivots(Node* n, unsigned cnt, Kind k) {
+  for (unsigned j = cnt - 1; j + 1 < capacity(k); ++j) pivots(n)[j] = UINT64_MAX;
+}
+
 // First index covered by slot i of a node spanning [min, max].
 inline uint64_t slot_min(const Node* n, unsigned i, uint64_t min) {
   return i == 0 ? min : pivots(n)[i - 1] + 1;

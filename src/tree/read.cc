@@ -35,7 +35,7 @@ inline bool descend(const std::atomic<Node*>& root, uint64_t index, LeafHit& hit
     uint64_t m = meta_relaxed(n);
     unsigned cnt = meta_count(m);
     Kind k = meta_kind(m);
-    unsigned i = slot_for(n, cnt, index);
+    unsigned i = slot_for_kind(n, k, index);
     if (k == Kind::kLeaf) {
       hit = LeafHit{n, min, max, cnt, i};
       return true;
@@ -68,10 +68,28 @@ void* RawTree::load(uint64_t index) const {
   }
 }
 
+// The one-shot lookup behind find_vma: no cursor state, no generation (a
+// shared line every write bumps), and at most one step into the next leaf,
+// since null ranges never sit side by side.
 std::optional<RawEntry> RawTree::find(uint64_t index, uint64_t max) const {
-  RawCursorState c{.index = index};
+  if (index > max) return std::nullopt;
   rcu::internal::ReadSection rs;
-  return cursor_find(c, max);
+  for (;;) {
+    LeafHit h;
+    if (!descend(root_, index, h)) return std::nullopt;
+    for (unsigned i = h.off; i < h.count; ++i) {
+      const uint64_t first = slot_min(h.leaf, i, h.min);
+      if (first > max) break;
+      const uint64_t v = load_slot(h.leaf, Kind::kLeaf, i);  // (R2)
+      if (!v) continue;
+      if (is_dead(h.leaf)) goto restart;  // (R3)
+      return RawEntry{first, slot_max(h.leaf, i, h.count, h.max), reinterpret_cast<void*>(v)};
+    }
+    if (is_dead(h.leaf)) continue;  // (R3): the "none" must be current too
+    if (h.max >= max) return std::nullopt;
+    index = h.max + 1;
+  restart:;
+  }
 }
 
 std::optional<RawEntry> RawTree::find_rev(uint64_t index, uint64_t min) const {
@@ -94,7 +112,7 @@ std::optional<RawEntry> RawTree::cursor_find(RawCursorState& c, uint64_t max) co
       h.min = c.leaf_min;
       h.max = c.leaf_max;
       h.count = node_count(c.leaf);
-      h.off = slot_for(c.leaf, h.count, c.index);
+      h.off = slot_for_fixed<Kind::kLeaf>(c.leaf, c.index);
     } else {
       c.generation = generation_.load(std::memory_order_acquire);
       if (!descend(root_, c.index, h)) {
@@ -143,7 +161,7 @@ std::optional<RawEntry> RawTree::cursor_find_rev(RawCursorState& c, uint64_t min
       h.min = c.leaf_min;
       h.max = c.leaf_max;
       h.count = node_count(c.leaf);
-      h.off = slot_for(c.leaf, h.count, c.index);
+      h.off = slot_for_fixed<Kind::kLeaf>(c.leaf, c.index);
     } else {
       c.generation = generation_.load(std::memory_order_acquire);
       if (!descend(root_, c.index, h)) {

@@ -50,6 +50,8 @@ struct Walker {
       if (p < min || p >= max) return fail("I3", n, min, max, absl::StrCat("pivot ", i, " = ", p, " outside node"));
       if (i > 0 && p <= pivots(n)[i - 1]) return fail("I3", n, min, max, absl::StrCat("pivot ", i, " not increasing"));
     }
+    for (unsigned i = cnt - 1; i + 1 < capacity(k); ++i)
+      if (pivots(n)[i] != UINT64_MAX) return fail("I3", n, min, max, absl::StrCat("unused pivot ", i, " is not UINT64_MAX"));
     uint64_t best = 0;
     for (unsigned i = 0; i < cnt; ++i) {
       uint64_t first = slot_min(n, i, min), last = slot_max(n, i, cnt, max);

@@ -178,6 +178,7 @@ bool pack(WriteState& ws, const Item* items, size_t k, Kind kind, uint64_t min, 
       }
       first = it.last + 1;
     }
+    pad_pivots(n, cnt, kind);
     const uint64_t last = items[pos + cnt - 1].last;
     out.push_back(Item{last, reinterpret_cast<uint64_t>(n), ws.opts.track_gaps ? gap : 0});
     pos += cnt;

@@ -131,11 +131,11 @@ class RawTree {
   mutable absl::Mutex mutex_;
   // (W1) release-stored by the writer when it publishes a new root; pairs with
   // (R1) acquire loads at the start of every read walk.
-  std::atomic<Node*> root_{nullptr};
+  alignas(64) std::atomic<Node*> root_{nullptr};
   // Bumped (release) by every write that replaces nodes, before it frees any;
   // a cursor re-walks when it changed, so that a cursor kept under the writer
   // lock never touches a node its own thread's writes freed.
-  std::atomic<uint64_t> generation_{0};
+  alignas(64) std::atomic<uint64_t> generation_{0};  // own line: readers of root_ never miss on it
   // Height of the tree: written under the writer lock, read by writers only.
   uint64_t height_ = 0;
   // Nodes reserved by preallocate(), linked through their first word: writer
