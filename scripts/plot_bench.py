@@ -214,6 +214,15 @@ def figures(p, out):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        # pyenv and virtual environments hide Debian's python3-matplotlib:
+        # retry once with the system interpreter.
+        system = "/usr/bin/python3"
+        if os.path.exists(system) and os.path.realpath(sys.executable) != os.path.realpath(system) \
+                and not os.environ.get("PLOT_BENCH_REEXEC"):
+            os.environ["PLOT_BENCH_REEXEC"] = "1"
+            args = [a for a in sys.argv[1:] if a != "--tables"] + ["--figures-only"]
+            sys.stdout.flush()
+            os.execv(system, [system, os.path.abspath(__file__)] + args)
         print("plot_bench: matplotlib missing (apt-get install python3-matplotlib); no figures", file=sys.stderr)
         return []
     os.makedirs(out, exist_ok=True)
@@ -325,9 +334,10 @@ def main():
                     help="folder for the PNG files (default docs/img)")
     ap.add_argument("--tables", action="store_true", help="print Markdown tables on stdout")
     ap.add_argument("--no-figures", action="store_true", help="skip the PNG files")
+    ap.add_argument("--figures-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     p = parse(load_rows(args.json))
-    if args.tables:
+    if args.tables and not args.figures_only:
         tables(p)
     if not args.no_figures:
         for path in figures(p, os.path.normpath(args.out)):

@@ -482,6 +482,8 @@ int check_rcu_simulated() {
 
   // next() after a write behind the cursor: walk to target, step back over
   // two entries, write target, step forward: the entry at target is new.
+  // Steps move from the current entry (mas_next/mas_prev semantics), so the
+  // first next() after the write must already be the new entry at target.
   {
     rcu::ReadGuard guard;
     auto cur = t.cursor(target);
@@ -489,39 +491,49 @@ int check_rcu_simulated() {
     STRESS_REQUIRE(e && e->first == target && e->value == orig,
                    "simulated RCU, next check: prev() gave %s", describe(e).c_str());
     e = cur.prev();
-    STRESS_REQUIRE(e && e->first == target - 10, "simulated RCU, next check: second prev() gave %s",
-                   describe(e).c_str());
+    STRESS_REQUIRE(e && e->first == target - 10 && e->last == target - 5,
+                   "simulated RCU, next check: second prev() gave %s", describe(e).c_str());
     store_or_fail(t, target, target + 5, &val, "next check");
-    for (int i = 0; i < 4; ++i) {
-      e = cur.next();
-      STRESS_REQUIRE(e && e->first <= target, "simulated RCU, next check: next() gave %s",
-                     describe(e).c_str());
-      if (e->first == target) break;
-    }
-    STRESS_REQUIRE(e->first == target && e->last == target + 5 && e->value == &val,
+    e = cur.next();
+    STRESS_REQUIRE(e && e->first == target && e->last == target + 5 && e->value == &val,
                    "simulated RCU, next check: after the write next() gave %s",
                    describe(e).c_str());
     ++checks;
   }
   store_or_fail(t, target, target + 5, orig, "restore");
-  // prev() after a write behind the cursor.
+  // prev() after a write behind the cursor, the mirror image of the above:
+  // walk to target, step forward over two entries, write target, step back:
+  // the first prev() is the new entry.
+  // (With the old position semantics this test stepped forward once and
+  // expected prev() to return the same entry again; now prev() from the
+  // current entry returns the one before it.)
   {
     rcu::ReadGuard guard;
     auto cur = t.cursor(target);
     auto e = cur.next();
     STRESS_REQUIRE(e && e->first == target && e->value == orig,
                    "simulated RCU, prev check: next() gave %s", describe(e).c_str());
+    e = cur.next();
+    STRESS_REQUIRE(e && e->first == target + 10 && e->last == target + 15,
+                   "simulated RCU, prev check: second next() gave %s", describe(e).c_str());
     store_or_fail(t, target, target + 5, &val, "prev check");
-    for (int i = 0; i < 4; ++i) {
-      e = cur.prev();
-      STRESS_REQUIRE(e && e->last >= target, "simulated RCU, prev check: prev() gave %s",
-                     describe(e).c_str());
-      if (e->first == target) break;
-    }
-    STRESS_REQUIRE(e->first == target && e->last == target + 5 && e->value == &val,
+    e = cur.prev();
+    STRESS_REQUIRE(e && e->first == target && e->last == target + 5 && e->value == &val,
                    "simulated RCU, prev check: after the write prev() gave %s",
                    describe(e).c_str());
-    ++checks;
+    // A write to the current entry itself: the next step back skips it (it
+    // never returns the current entry or one overlapping it) and the step
+    // forward after that sees the new value.
+    store_or_fail(t, target, target + 5, orig, "prev check, current entry");
+    e = cur.prev();
+    STRESS_REQUIRE(e && e->first == target - 10 && e->last == target - 5,
+                   "simulated RCU, prev check: prev() past the rewritten current entry gave %s",
+                   describe(e).c_str());
+    e = cur.next();
+    STRESS_REQUIRE(e && e->first == target && e->last == target + 5 && e->value == orig,
+                   "simulated RCU, prev check: next() back onto the rewritten entry gave %s",
+                   describe(e).c_str());
+    checks += 2;
   }
   absl::Status v = t.validate();
   STRESS_REQUIRE(v.ok(), "validate() after the simulated RCU checks: %s", v.ToString().c_str());

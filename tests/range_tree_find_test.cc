@@ -1,15 +1,16 @@
 // Unit tests of RangeTree's ordered reads: find, find_rev, the Cursor
 // (next/prev/seek/replace) and for_each.
 //
-// Cursor semantics, as range_tree.h states them: the cursor is a position
-// (an index). next(max) returns the first entry overlapping [index, max] and
-// moves the index to just past it; prev(min) returns the last entry
-// overlapping [min, index] and moves the index to just before it. Stepping off
-// either end of the index space exhausts the cursor until the next seek().
-// Note that this differs from the kernel's mas_prev(), which returns the entry
-// *before* the current one: here a prev() right after next() returns the same
-// entry when a gap follows it. Tests ported from the kernel keep the kernel's
-// data and expectations where the two agree and state ours where they do not.
+// Cursor semantics, as range_tree.h states them (those of the kernel's
+// mas_next()/mas_prev()): the cursor has a current entry, the last one a step
+// returned (none after construction or seek()). Without one, next(max)
+// returns the first entry overlapping [index, max] and prev(min) the last
+// entry overlapping [min, index]. With one, next(max) returns the first entry
+// starting after it (not beyond max) and prev(min) the last entry ending
+// before it (not below min). A step that finds nothing returns nullopt and
+// leaves the cursor, current entry included, as it was; replace() acts on the
+// current entry. Tests ported from the kernel keep the kernel's data and
+// expectations, and say so where ours differ.
 #include <cerrno>
 #include <cstdint>
 #include <random>
@@ -162,7 +163,7 @@ TEST_P(FindTest, CursorStopsAtItsLimitAndCanContinue) {
 TEST_P(FindTest, CursorPrevHonoursItsMin) {
   // lib/test_maple_tree.c, check_prev_entry (limits on prev): entries
   // [i*10, i*10+5]. The kernel walks to 20 and asks for the previous entry
-  // above 19 (none); with our position semantics that is prev(19) from 19.
+  // above 19 (none); a cursor without a current entry at 19 asks the same.
   Fill(16, 10, 5);
   rcu::ReadGuard g;
   auto c = t_.cursor(19);
@@ -189,8 +190,16 @@ TEST_P(FindTest, CursorSeekThenBothDirections) {
   c.seek(15);
   EXPECT_EQ(c.prev(), (Entry{15, 15, V(15)}));
   EXPECT_EQ(c.prev(), (Entry{14, 14, V(14)}));
-  // next() after prev() starts at the index prev() left: just before 14.
-  EXPECT_EQ(c.next(), (Entry{13, 13, V(13)}));
+  // next() after prev() returns the entry after the current one (14), as
+  // mas_next() does: 15 again, not 13 (that was the old position semantics,
+  // where prev() left the index just before 14).
+  EXPECT_EQ(c.next(), (Entry{15, 15, V(15)}));
+  EXPECT_EQ(c.next(), (Entry{16, 16, V(16)}));
+  // seek() forgets the current entry: prev() from 17 returns [17, 17] itself,
+  // where a cursor still holding [16, 16] would return [15, 15].
+  c.seek(17);
+  EXPECT_EQ(c.prev(), (Entry{17, 17, V(17)}));
+  EXPECT_EQ(c.next(), (Entry{18, 18, V(18)}));
 }
 
 TEST_P(FindTest, CursorNextThenPrevAroundGaps) {
@@ -199,12 +208,16 @@ TEST_P(FindTest, CursorNextThenPrevAroundGaps) {
   rcu::ReadGuard g;
   auto c = t_.cursor(686);
   EXPECT_EQ(c.next(1000), (Entry{690, 695, V(69)}));
-  // The position is now 696, in a gap: prev() returns the same entry.
-  EXPECT_EQ(c.prev(), (Entry{690, 695, V(69)}));
+  // prev() returns the entry before the current one, as the kernel's
+  // mas_prev() does, even though a gap follows the current entry.
   EXPECT_EQ(c.prev(), (Entry{680, 685, V(68)}));
+  EXPECT_EQ(c.prev(), (Entry{670, 675, V(67)}));
   EXPECT_EQ(c.next(1000), (Entry{680, 685, V(68)}));
   EXPECT_EQ(c.next(1000), (Entry{690, 695, V(69)}));
   EXPECT_EQ(c.next(1000), (Entry{700, 705, V(70)}));
+  // Without a current entry, prev() from a gap returns the entry below it.
+  c.seek(696);
+  EXPECT_EQ(c.prev(), (Entry{690, 695, V(69)}));
   // Across node boundaries, both ways.
   c.seek(707);
   EXPECT_EQ(c.next(1000), (Entry{710, 715, V(71)}));
@@ -212,9 +225,16 @@ TEST_P(FindTest, CursorNextThenPrevAroundGaps) {
   c.seek(70);
   EXPECT_EQ(c.next(), (Entry{70, 75, V(7)}));
   EXPECT_EQ(c.next(), (Entry{80, 85, V(8)}));
-  EXPECT_EQ(c.prev(70), (Entry{80, 85, V(8)}));
+  // From [80, 85] the entry before is [70, 75]: it ends at 75, above min 70.
   EXPECT_EQ(c.prev(70), (Entry{70, 75, V(7)}));
+  // [60, 65] ends below 70 (and below 66): nothing, and the cursor stays on
+  // [70, 75], so a min of 65 then reaches [60, 65] ...
   EXPECT_EQ(c.prev(70), std::nullopt);
+  EXPECT_EQ(c.prev(66), std::nullopt);
+  EXPECT_EQ(c.prev(65), (Entry{60, 65, V(6)}));
+  // ... and after another failed step next() returns the entry after it.
+  EXPECT_EQ(c.prev(66), std::nullopt);
+  EXPECT_EQ(c.next(), (Entry{70, 75, V(7)}));
 }
 
 TEST_P(FindTest, CursorNextThenPrevWithAdjacentEntries) {
@@ -470,6 +490,7 @@ class RawCursor {
   std::optional<Entry> next(uint64_t max = kMax) { return typed(t_.cursor_find(s_, max)); }
   std::optional<Entry> prev(uint64_t min = 0) { return typed(t_.cursor_find_rev(s_, min)); }
   absl::Status replace(void* v) { return t_.cursor_replace(s_, v); }
+  void seek(uint64_t index) { s_ = detail::RawCursorState{.index = index}; }  // as Cursor::seek
 
  private:
   static std::optional<Entry> typed(const std::optional<detail::RawEntry>& e) {
@@ -531,19 +552,86 @@ TEST_P(FindTest, ReplaceAfterPrevAndRejectsNull) {
 TEST_P(FindTest, ReplaceWithoutAnEntryIsEinval) {
   detail::RawTree raw(GetParam());
   RCUVM_ASSERT_OK(raw.store(10, 19, L('A')));
+  RCUVM_ASSERT_OK(raw.store(30, 39, L('C')));
   raw.lock();
   {
     rcu::ReadGuard g;
     RawCursor c(raw);
     // No step yet.
     RCUVM_EXPECT_ERRNO(c.replace(L('B')), EINVAL);
-    ASSERT_TRUE(c.next().has_value());
-    // A step that found nothing leaves nothing to replace.
-    EXPECT_EQ(c.next(), std::nullopt);
+    // Steps that found nothing, on a cursor that has no current entry, leave
+    // it without one: still nothing to replace. (A failed step after a
+    // successful one keeps that entry current instead: see
+    // ReplaceAfterAFailedStepReplacesTheCurrentEntry.)
+    c.seek(20);
+    EXPECT_EQ(c.next(29), std::nullopt);
+    RCUVM_EXPECT_ERRNO(c.replace(L('B')), EINVAL);
+    EXPECT_EQ(c.prev(20), std::nullopt);
+    RCUVM_EXPECT_ERRNO(c.replace(L('B')), EINVAL);
+    // seek() forgets the current entry.
+    ASSERT_EQ(c.next(), (Entry{30, 39, L('C')}));
+    c.seek(10);
     RCUVM_EXPECT_ERRNO(c.replace(L('B')), EINVAL);
   }
   raw.unlock();
   EXPECT_EQ(raw.load(10), L('A'));
+  EXPECT_EQ(raw.load(30), L('C'));
+}
+
+// A step that finds nothing leaves the current entry as it was, so replace()
+// after it acts on the entry the last successful step returned (the old
+// position semantics refused here with EINVAL).
+TEST_P(FindTest, ReplaceAfterAFailedStepReplacesTheCurrentEntry) {
+  detail::RawTree raw(GetParam());
+  RCUVM_ASSERT_OK(raw.store(10, 19, L('A')));
+  RCUVM_ASSERT_OK(raw.store(30, 39, L('C')));
+  raw.lock();
+  {
+    rcu::ReadGuard g;
+    RawCursor c(raw);
+    ASSERT_EQ(c.next(), (Entry{10, 19, L('A')}));
+    ASSERT_EQ(c.next(), (Entry{30, 39, L('C')}));
+    EXPECT_EQ(c.next(), std::nullopt);  // off the end
+    RCUVM_EXPECT_OK(c.replace(L('D')));
+    EXPECT_EQ(c.prev(20), std::nullopt);  // [10, 19] ends below the min
+    RCUVM_EXPECT_OK(c.replace(L('E')));   // still [30, 39]
+    EXPECT_EQ(c.prev(), (Entry{10, 19, L('A')}));
+  }
+  raw.unlock();
+  EXPECT_EQ(raw.load(10), L('A'));
+  EXPECT_EQ(raw.load(30), L('E'));
+  EXPECT_EQ(raw.load(39), L('E'));
+  EXPECT_EQ(raw.load(40), nullptr);
+  RCUVM_EXPECT_OK(raw.validate());
+}
+
+TEST_P(FindTest, ReplaceAfterAFailedStepAcrossAWriteFindsTheEntryAgain) {
+  // A write shifts the current entry to another slot; a failed step then
+  // re-walks to the new leaf. replace() must find the entry by its bounds, not
+  // by a slot number remembered from the old leaf.
+  detail::RawTree raw(GetParam());
+  RCUVM_ASSERT_OK(raw.store(10, 19, L('A')));
+  RCUVM_ASSERT_OK(raw.store(30, 39, L('C')));
+  raw.lock();
+  {
+    rcu::ReadGuard g;
+    RawCursor c(raw);
+    ASSERT_EQ(c.next(), (Entry{10, 19, L('A')}));
+    ASSERT_EQ(c.next(), (Entry{30, 39, L('C')}));
+    RCUVM_ASSERT_OK(raw.store_locked(0, 5, L('X')));  // shifts [30, 39] by two slots
+    EXPECT_EQ(c.next(), std::nullopt);
+    RCUVM_EXPECT_OK(c.replace(L('D')));
+    // The mirror image, stepping backwards.
+    RCUVM_ASSERT_OK(raw.store_locked(0, 5, nullptr));
+    RCUVM_ASSERT_OK(raw.store_locked(22, 24, L('Y')));
+    EXPECT_EQ(c.prev(25), std::nullopt);  // nothing in [25, 29]
+    RCUVM_EXPECT_OK(c.replace(L('E')));
+  }
+  raw.unlock();
+  EXPECT_EQ(raw.load(30), L('E'));
+  EXPECT_EQ(raw.load(39), L('E'));
+  EXPECT_EQ(raw.load(23), L('Y'));
+  RCUVM_EXPECT_OK(raw.validate());
 }
 
 TEST_P(FindTest, ReplaceAfterAWriteMovedTheEntry) {
@@ -568,9 +656,10 @@ TEST_P(FindTest, ReplaceAfterAWriteMovedTheEntry) {
 }
 
 // A cursor is invalidated by nothing: after a write (here the walker's own,
-// under the writer lock) it re-walks from the index it reached. This is the
-// kernel's check_iteration, with our cursor semantics: the write does not move
-// the cursor, so the walk goes on from the end of the entry it last returned.
+// under the writer lock) it re-walks from its current entry. This is the
+// kernel's check_iteration: the write does not move the cursor, so the walk
+// goes on after the end of the entry it last returned, and never returns an
+// entry overlapping that one (a piece split off it included).
 TEST_P(FindTest, CursorSurvivesWritesDuringTheWalk) {
   Fill(125, 10, 9);
   t_.lock();
@@ -583,7 +672,10 @@ TEST_P(FindTest, CursorSurvivesWritesDuringTheWalk) {
       if (i == 92) RCUVM_ASSERT_OK(t_.store_locked(925, 929, e->value));  // overwrite its end
       ++i;
     }
+    // [925, 929] overlaps the current entry [920, 929]: skipped going forward,
+    // but it is the entry before [930, 939].
     EXPECT_EQ(c.next(), (Entry{930, 939, V(93)}));
+    EXPECT_EQ(c.prev(), (Entry{925, 929, V(92)}));
 
     c.seek(0);
     i = 0;
@@ -592,8 +684,10 @@ TEST_P(FindTest, CursorSurvivesWritesDuringTheWalk) {
       if (i == 78) RCUVM_ASSERT_OK(t_.store_locked(780, 785, e->value));  // overwrite its start
       ++i;
     }
-    // The split-off [786, 789] lies behind the cursor; the walk goes on at 790.
+    // The split-off [786, 789] lies behind the cursor; the walk goes on at 790,
+    // and stepping back from there returns the split-off piece.
     EXPECT_EQ(c.next(), (Entry{790, 799, V(79)}));
+    EXPECT_EQ(c.prev(), (Entry{786, 789, V(78)}));
 
     // Writes ahead of the cursor are seen: erase the next entry and replace
     // the one after it by two.

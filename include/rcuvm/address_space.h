@@ -28,8 +28,9 @@
 //     as one transaction that is rolled back completely on such a failure.
 //
 // Caveats
-//   - Not yet modelled: page tables and faults (touch), mlock, brk, fork with
-//     pages, THP alignment of kernel-chosen addresses.
+//   - Not yet modelled: the overcommit heuristic (a brk or mapping larger
+//     than RAM is accepted), RLIMIT_MEMLOCK/DATA/AS, shadow stacks, the
+//     lockless fault path.
 #ifndef RCUVM_ADDRESS_SPACE_H_
 #define RCUVM_ADDRESS_SPACE_H_
 
@@ -42,6 +43,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "rcuvm/page_table.h"
 #include "rcuvm/vma.h"
 
 namespace rcuvm {
@@ -110,7 +112,15 @@ struct AddressSpaceOptions {
   uint64_t stack_guard_gap = 256 * kPageSize;
   uint64_t mmap_min_addr = 0x1000;
   uint64_t max_map_count = 65530;
+  uint64_t stack_rlimit = 8 << 20;
+  // The program break area [start_brk, brk); anonymous VMAs touching it are
+  // listed as "[heap]". 0: no brk area.
+  uint64_t start_brk = 0;
+  uint64_t brk = 0;
 };
+
+// What a page fault did: resolved it, or the signal Linux would deliver.
+enum class FaultResult { kOk, kSigSegv, kSigBus };
 
 namespace vm {
 struct Mm;
@@ -119,6 +129,8 @@ struct Mm;
 class AddressSpace {
  public:
   explicit AddressSpace(AddressSpaceOptions options = {});
+  // An address space drawing its pages from `frames` (shared with others).
+  AddressSpace(AddressSpaceOptions options, std::shared_ptr<FrameAllocator> frames);
   ~AddressSpace();
   AddressSpace(const AddressSpace&) = delete;
   AddressSpace& operator=(const AddressSpace&) = delete;
@@ -148,6 +160,26 @@ class AddressSpace {
   // rest was applied; unknown advice EINVAL.
   absl::Status madvise(uint64_t addr, uint64_t len, int advice);
 
+  // brk(addr): moves the program break; returns the new break, or the old
+  // one when Linux refuses (below start_brk, no room below the next mapping
+  // and its guard gap). ENOMEM only for an allocation failure of ours.
+  absl::StatusOr<uint64_t> brk(uint64_t addr);
+
+  // Locks [addr, addr+len) (rounded out to pages) into memory: VM_LOCKED on
+  // every VMA, then every page faulted in. ENOMEM: a hole (the parts before
+  // it stay locked) or a page that cannot be faulted in; EINVAL: wraps.
+  absl::Status mlock(uint64_t addr, uint64_t len);
+  // Clears VM_LOCKED; ENOMEM for a hole, as mlock.
+  absl::Status munlock(uint64_t addr, uint64_t len);
+
+  // A one-byte access at addr, as a user-space load or store: resolves the
+  // fault under the mmap mutex (zero page on a read of private anonymous
+  // memory; a new anonymous page and the VMA's anon_vma on a write; a stack
+  // below a VM_GROWSDOWN VMA grows, keeping the guard gap). Returns the
+  // signal where Linux gives one; ENOMEM only for an allocation failure of
+  // ours, which changes nothing.
+  absl::StatusOr<FaultResult> touch(uint64_t addr, bool write);
+
   // Inserts a VMA exactly as described (a special mapping, or the VMAs a
   // process starts with): no merge, no checks beyond EEXIST for an overlap
   // and EINVAL for an empty or unaligned range.
@@ -167,12 +199,19 @@ class AddressSpace {
 
   uint64_t map_count() const;
   uint64_t total_vm() const;    // pages
+  uint64_t locked_vm() const;   // pages
+  // Resident anonymous pages in [start, end).
+  uint64_t anon_pages(uint64_t start, uint64_t end) const;
+  // The page table (walk it under the mutex or an rcu::ReadGuard).
+  const PageTable& page_table() const;
   // Incremented before and after every change (odd while one is under way).
   uint64_t seq() const;
   const AddressSpaceOptions& options() const;
 
   // Returns an AddressSpace holding the same VMAs, minus those marked
-  // VM_DONTCOPY, with VM_LOCKED cleared (what fork() leaves the child).
+  // VM_DONTCOPY, with VM_LOCKED cleared (what fork() leaves the child), and
+  // the private anonymous pages shared copy-on-write (VM_WIPEONFORK VMAs
+  // start empty). ENOMEM leaves this space as it was.
   absl::StatusOr<std::unique_ptr<AddressSpace>> fork() const;
 
   // The internal state (src/vm); for tests and the library only.

@@ -99,101 +99,111 @@ std::optional<RawEntry> RawTree::find_rev(uint64_t index, uint64_t min) const {
 }
 
 std::optional<RawEntry> RawTree::cursor_find(RawCursorState& c, uint64_t max) const {
-  if (c.has_entry) {
-    if (c.entry_last == kMaxIndex) return std::nullopt;
-    c.index = c.entry_last + 1;
-  }
-  const bool resuming = c.has_entry;
-  if (c.index > max) return std::nullopt;
-  for (;;) {
-    LeafHit h;
-    if (cursor_leaf_usable(c, c.index)) {
-      h.leaf = c.leaf;
-      h.min = c.leaf_min;
-      h.max = c.leaf_max;
-      h.count = node_count(c.leaf);
-      h.off = slot_for_fixed<Kind::kLeaf>(c.leaf, c.index);
-    } else {
-      c.generation = generation_.load(std::memory_order_acquire);
-      if (!descend(root_, c.index, h)) {
-        c.leaf = nullptr;
-        return std::nullopt;
-      }
+  // A step that finds nothing leaves the cursor as it was.
+  const uint64_t saved_index = c.index;
+  std::optional<RawEntry> r = [&]() -> std::optional<RawEntry> {
+    if (c.has_entry) {
+      if (c.entry_last == kMaxIndex) return std::nullopt;
+      c.index = c.entry_last + 1;
     }
-    c.leaf = h.leaf;
-    c.leaf_min = h.min;
-    c.leaf_max = h.max;
-    for (unsigned i = h.off; i < h.count; ++i) {
-      const uint64_t first = slot_min(h.leaf, i, h.min);
-      if (first > max) break;
-      const uint64_t v = load_slot(h.leaf, Kind::kLeaf, i);  // (R2)
-      if (!v || (resuming && first < c.index)) continue;
-      if (is_dead(h.leaf)) goto restart;  // (R3)
-      {
-        const uint64_t last = slot_max(h.leaf, i, h.count, h.max);
-        c.offset = i;
-        c.has_entry = true;
-        c.entry_first = first;
-        c.entry_last = last;
-        return RawEntry{first, last, reinterpret_cast<void*>(v)};
+    const bool resuming = c.has_entry;
+    if (c.index > max) return std::nullopt;
+    for (;;) {
+      LeafHit h;
+      if (cursor_leaf_usable(c, c.index)) {
+        h.leaf = c.leaf;
+        h.min = c.leaf_min;
+        h.max = c.leaf_max;
+        h.count = node_count(c.leaf);
+        h.off = slot_for_fixed<Kind::kLeaf>(c.leaf, c.index);
+      } else {
+        c.generation = generation_.load(std::memory_order_acquire);
+        if (!descend(root_, c.index, h)) {
+          c.leaf = nullptr;
+          return std::nullopt;
+        }
       }
+      c.leaf = h.leaf;
+      c.leaf_min = h.min;
+      c.leaf_max = h.max;
+      for (unsigned i = h.off; i < h.count; ++i) {
+        const uint64_t first = slot_min(h.leaf, i, h.min);
+        if (first > max) break;
+        const uint64_t v = load_slot(h.leaf, Kind::kLeaf, i);  // (R2)
+        if (!v || (resuming && first < c.index)) continue;
+        if (is_dead(h.leaf)) goto restart;  // (R3)
+        {
+          const uint64_t last = slot_max(h.leaf, i, h.count, h.max);
+          c.has_entry = true;
+          c.entry_first = first;
+          c.entry_last = last;
+          return RawEntry{first, last, reinterpret_cast<void*>(v)};
+        }
+      }
+      if (is_dead(h.leaf)) goto restart;  // (R3): the "none" must be current too
+      if (h.max >= max || h.max == kMaxIndex) return std::nullopt;
+      c.index = h.max + 1;  // continue in the next leaf
+      continue;
+    restart:
+      c.leaf = nullptr;
     }
-    if (is_dead(h.leaf)) goto restart;  // (R3): the "none" must be current too
-    if (h.max >= max || h.max == kMaxIndex) return std::nullopt;
-    c.index = h.max + 1;  // continue in the next leaf
-    continue;
-  restart:
-    c.leaf = nullptr;
-  }
+  }();
+  if (!r) c.index = saved_index;
+  return r;
 }
 
 std::optional<RawEntry> RawTree::cursor_find_rev(RawCursorState& c, uint64_t min) const {
-  if (c.has_entry) {
-    if (c.entry_first == 0) return std::nullopt;
-    c.index = c.entry_first - 1;
-  }
-  const bool resuming = c.has_entry;
-  if (c.index < min) return std::nullopt;
-  for (;;) {
-    LeafHit h;
-    if (cursor_leaf_usable(c, c.index)) {
-      h.leaf = c.leaf;
-      h.min = c.leaf_min;
-      h.max = c.leaf_max;
-      h.count = node_count(c.leaf);
-      h.off = slot_for_fixed<Kind::kLeaf>(c.leaf, c.index);
-    } else {
-      c.generation = generation_.load(std::memory_order_acquire);
-      if (!descend(root_, c.index, h)) {
-        c.leaf = nullptr;
-        return std::nullopt;
-      }
+  // A step that finds nothing leaves the cursor as it was.
+  const uint64_t saved_index = c.index;
+  std::optional<RawEntry> r = [&]() -> std::optional<RawEntry> {
+    if (c.has_entry) {
+      if (c.entry_first == 0) return std::nullopt;
+      c.index = c.entry_first - 1;
     }
-    c.leaf = h.leaf;
-    c.leaf_min = h.min;
-    c.leaf_max = h.max;
-    for (unsigned i = h.off + 1; i-- > 0;) {
-      const uint64_t last = slot_max(h.leaf, i, h.count, h.max);
-      if (last < min) break;
-      const uint64_t v = load_slot(h.leaf, Kind::kLeaf, i);  // (R2)
-      if (!v || (resuming && last > c.index)) continue;
+    const bool resuming = c.has_entry;
+    if (c.index < min) return std::nullopt;
+    for (;;) {
+      LeafHit h;
+      if (cursor_leaf_usable(c, c.index)) {
+        h.leaf = c.leaf;
+        h.min = c.leaf_min;
+        h.max = c.leaf_max;
+        h.count = node_count(c.leaf);
+        h.off = slot_for_fixed<Kind::kLeaf>(c.leaf, c.index);
+      } else {
+        c.generation = generation_.load(std::memory_order_acquire);
+        if (!descend(root_, c.index, h)) {
+          c.leaf = nullptr;
+          return std::nullopt;
+        }
+      }
+      c.leaf = h.leaf;
+      c.leaf_min = h.min;
+      c.leaf_max = h.max;
+      for (unsigned i = h.off + 1; i-- > 0;) {
+        const uint64_t last = slot_max(h.leaf, i, h.count, h.max);
+        if (last < min) break;
+        const uint64_t v = load_slot(h.leaf, Kind::kLeaf, i);  // (R2)
+        if (!v || (resuming && last > c.index)) continue;
+        if (is_dead(h.leaf)) goto restart;  // (R3)
+        {
+          const uint64_t first = slot_min(h.leaf, i, h.min);
+          c.has_entry = true;
+          c.entry_first = first;
+          c.entry_last = last;
+          return RawEntry{first, last, reinterpret_cast<void*>(v)};
+        }
+      }
       if (is_dead(h.leaf)) goto restart;  // (R3)
-      {
-        const uint64_t first = slot_min(h.leaf, i, h.min);
-        c.offset = i;
-        c.has_entry = true;
-        c.entry_first = first;
-        c.entry_last = last;
-        return RawEntry{first, last, reinterpret_cast<void*>(v)};
-      }
+      if (h.min <= min || h.min == 0) return std::nullopt;
+      c.index = h.min - 1;
+      continue;
+    restart:
+      c.leaf = nullptr;
     }
-    if (is_dead(h.leaf)) goto restart;  // (R3)
-    if (h.min <= min || h.min == 0) return std::nullopt;
-    c.index = h.min - 1;
-    continue;
-  restart:
-    c.leaf = nullptr;
-  }
+  }();
+  if (!r) c.index = saved_index;
+  return r;
 }
 
 absl::Status RawTree::cursor_replace(RawCursorState& c, void* value) const {
@@ -210,12 +220,11 @@ absl::Status RawTree::cursor_replace(RawCursorState& c, void* value) const {
     c.leaf = h.leaf;
     c.leaf_min = h.min;
     c.leaf_max = h.max;
-    c.offset = h.off;
   }
   const unsigned cnt = node_count(leaf);
-  const unsigned i = c.offset;
-  if (i >= cnt || slot_min(leaf, i, c.leaf_min) != c.entry_first ||
-      slot_max(leaf, i, cnt, c.leaf_max) != c.entry_last || slots(leaf, Kind::kLeaf)[i] == 0) {
+  const unsigned i = slot_for(leaf, cnt, c.entry_first);
+  if (slot_min(leaf, i, c.leaf_min) != c.entry_first || slot_max(leaf, i, cnt, c.leaf_max) != c.entry_last ||
+      slots(leaf, Kind::kLeaf)[i] == 0) {
     return errno_error(EINVAL, "replace: the entry changed since the cursor returned it");
   }
   publish_slot(leaf, Kind::kLeaf, i, reinterpret_cast<uint64_t>(value));  // (W2)

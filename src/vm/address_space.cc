@@ -8,6 +8,7 @@
 #include "rcuvm/status.h"
 #include "vm/mm.h"
 #include "vm/ops.h"
+#include "vm/fork.h"
 
 namespace rcuvm {
 namespace {
@@ -21,7 +22,10 @@ VmaInfo info_of(const Vma& v) {
 }  // namespace
 
 AddressSpace::AddressSpace(AddressSpaceOptions options)
-    : mm_(std::make_unique<vm::Mm>(options)) {}
+    : AddressSpace(options, std::make_shared<FrameAllocator>()) {}
+
+AddressSpace::AddressSpace(AddressSpaceOptions options, std::shared_ptr<FrameAllocator> frames)
+    : mm_(std::make_unique<vm::Mm>(options, std::move(frames))) {}
 
 AddressSpace::~AddressSpace() {
   absl::MutexLock lock(&mm_->mu);
@@ -61,6 +65,26 @@ absl::Status AddressSpace::madvise(uint64_t addr, uint64_t len, int advice) {
       *mm_, [&](vm::Txn& t) { return vm::do_madvise(t, addr, len, advice); });
 }
 
+absl::StatusOr<uint64_t> AddressSpace::brk(uint64_t addr) {
+  return vm::run_txn<absl::StatusOr<uint64_t>>(*mm_,
+                                               [&](vm::Txn& t) { return vm::do_brk(t, addr); });
+}
+
+absl::Status AddressSpace::mlock(uint64_t addr, uint64_t len) {
+  return vm::run_txn<absl::Status>(
+      *mm_, [&](vm::Txn& t) { return vm::do_mlock(t, addr, len, /*lock=*/true); });
+}
+
+absl::Status AddressSpace::munlock(uint64_t addr, uint64_t len) {
+  return vm::run_txn<absl::Status>(
+      *mm_, [&](vm::Txn& t) { return vm::do_mlock(t, addr, len, /*lock=*/false); });
+}
+
+absl::StatusOr<FaultResult> AddressSpace::touch(uint64_t addr, bool write) {
+  return vm::run_txn<absl::StatusOr<FaultResult>>(
+      *mm_, [&](vm::Txn& t) { return vm::do_fault(t, addr, write); });
+}
+
 absl::Status AddressSpace::install(const VmaState& vma) {
   if (vma.start >= vma.end || (vma.start | vma.end) % kPageSize)
     return errno_error(EINVAL, "install: bad range");
@@ -93,7 +117,14 @@ std::optional<VmaInfo> AddressSpace::vma_lookup(uint64_t addr) const {
 std::vector<VmaInfo> AddressSpace::maps() const {
   absl::MutexLock lock(&mm_->mu);
   std::vector<VmaInfo> out;
-  for (Vma* v : mm_->range(0, UINT64_MAX)) out.push_back(info_of(*v));
+  for (Vma* v : mm_->range(0, UINT64_MAX)) {
+    out.push_back(info_of(*v));
+    out.back().anon_pages = mm_->pt.anon_pages(v->start, v->end);
+    // vma_is_initial_heap: /proc names the brk area's anonymous VMAs.
+    if (!v->file && v->name.empty() && v->start < mm_->brk &&
+        v->end > mm_->start_brk)
+      out.back().name = "[heap]";
+  }
   return out;
 }
 
@@ -120,7 +151,21 @@ absl::Status AddressSpace::validate() const {
     return errno_error(EIO, absl::StrFormat("total_vm %d, VMAs hold %d", mm_->total_vm, pages));
   if (locked != mm_->locked_vm)
     return errno_error(EIO, absl::StrFormat("locked_vm %d, VMAs hold %d", mm_->locked_vm, locked));
-  return absl::OkStatus();
+  // The page table: pages only inside VMAs, anonymous pages only in VMAs
+  // with an anon_vma, every anonymous frame referenced.
+  absl::Status pt_status;
+  mm_->pt.for_each(0, UINT64_MAX, [&](uint64_t a, Pte p) {
+    if (!pt_status.ok()) return;
+    const Vma* v = mm_->lookup(a);
+    if (!v) {
+      pt_status = errno_error(EIO, absl::StrFormat("page %#x mapped outside any VMA", a));
+    } else if ((p & pte::kAnon) && !v->anon_vma) {
+      pt_status = errno_error(EIO, absl::StrFormat("anonymous page %#x in a VMA without anon_vma", a));
+    } else if ((p & pte::kAnon) && mm_->pt.frames().refcount(pte::frame(p)) == 0) {
+      pt_status = errno_error(EIO, absl::StrFormat("page %#x maps a free frame", a));
+    }
+  });
+  return pt_status;
 }
 
 uint64_t AddressSpace::map_count() const {
@@ -133,29 +178,28 @@ uint64_t AddressSpace::total_vm() const {
   return mm_->total_vm;
 }
 
+uint64_t AddressSpace::locked_vm() const {
+  absl::MutexLock lock(&mm_->mu);
+  return mm_->locked_vm;
+}
+
+uint64_t AddressSpace::anon_pages(uint64_t start, uint64_t end) const {
+  absl::MutexLock lock(&mm_->mu);
+  return mm_->pt.anon_pages(start, end);
+}
+
+const PageTable& AddressSpace::page_table() const { return mm_->pt; }
+
 uint64_t AddressSpace::seq() const { return mm_->seq.load(std::memory_order_acquire); }
 
 const AddressSpaceOptions& AddressSpace::options() const { return mm_->opt; }
 
 absl::StatusOr<std::unique_ptr<AddressSpace>> AddressSpace::fork() const {
-  auto child = std::make_unique<AddressSpace>(mm_->opt);
+  auto child = std::make_unique<AddressSpace>(mm_->opt, mm_->pt.frames_ptr());
   absl::MutexLock lock(&mm_->mu);
   vm::Mm& cm = *child->mm_;
   absl::MutexLock child_lock(&cm.mu);
-  for (Vma* v : mm_->range(0, UINT64_MAX)) {
-    if (v->flags & vmf::kDontCopy) continue;
-    if (detail::allocation_should_fail()) return errno_error(ENOMEM, "fork: out of memory");
-    Vma* n = new Vma(static_cast<const VmaState&>(*v));
-    n->flags &= ~vmf::kLockedMask;
-    if (absl::Status s = cm.tree.store(n->start, n->end - 1, n); !s.ok()) {
-      delete n;
-      return s;
-    }
-    if (n->ops) n->ops->open(*n);
-    ++cm.map_count;
-    cm.total_vm += n->pages();
-  }
-  cm.shm_created = mm_->shm_created;
+  if (absl::Status s = vm::dup_mm(*mm_, cm); !s.ok()) return s;
   return child;
 }
 

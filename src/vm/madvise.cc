@@ -87,6 +87,7 @@ absl::Status do_madvise(Txn& txn, uint64_t start, uint64_t len_in, int advice) {
     bool changes = false;
     auto flags = advised_flags(vma, advice, &changes);
     if (!flags.ok()) return flags.status();
+    if (advice == kMadvDontNeed || advice == kMadvDontNeedLocked) txn.zap(start, part_end);
     if (changes && *flags != vma->flags) {
       auto r = modify_flags(txn, prev, vma, start, part_end, *flags);
       if (!r.ok()) return r.status();

@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "rcuvm/address_space.h"
+#include "rcuvm/page_table.h"
 #include "rcuvm/range_tree.h"
 #include "rcuvm/vma.h"
 
@@ -22,13 +23,16 @@ namespace rcuvm::vm {
 class Txn;
 
 struct Mm {
-  explicit Mm(const AddressSpaceOptions& o) : opt(o) {}
+  Mm(const AddressSpaceOptions& o, std::shared_ptr<FrameAllocator> frames)
+      : opt(o), pt(std::move(frames)), start_brk(o.start_brk), brk(o.brk) {}
 
   AddressSpaceOptions opt;
   mutable absl::Mutex mu;  // the mmap lock; also the tree's writer lock
   RangeTree<Vma> tree{TreeOptions{.track_gaps = true, .rcu = true, .external_lock = &mu}};
   // (S1) odd while a writer changes the map; readers that see it move retry.
   std::atomic<uint64_t> seq{0};
+  // Written under mu; walked locklessly by later layers.
+  PageTable pt;
 
   // Accounting, in pages except map_count.
   uint64_t map_count ABSL_GUARDED_BY(mu) = 0;
@@ -36,6 +40,9 @@ struct Mm {
   uint64_t locked_vm ABSL_GUARDED_BY(mu) = 0;
   // Shared anonymous objects created so far (names "shm1", "shm2"...).
   uint64_t shm_created ABSL_GUARDED_BY(mu) = 0;
+  // brk area: [start_brk, brk).
+  uint64_t start_brk ABSL_GUARDED_BY(mu);
+  uint64_t brk ABSL_GUARDED_BY(mu);
 
   // --- Lookups; caller holds mu.
   // The VMA containing addr, or null.
@@ -83,11 +90,25 @@ class Txn {
   Vma* alloc(const VmaState& init);
   // Marks v as gone from the tree: closed and retired on commit.
   void remove(Vma* v);
+  // Page-table writes through pt_log(); ENOMEM (and oom()) on failure.
+  absl::Status pt_set(uint64_t addr, Pte value);
+  // Clears the entries of [start, end); frames are put at commit.
+  void zap(uint64_t start, uint64_t end) { mm_.pt.zap(start, end, &pt_log_); }
+  // Frees the empty tables of [start, end) at commit (floor/ceiling rule).
+  void free_tables(uint64_t start, uint64_t end, uint64_t floor, uint64_t ceiling) {
+    pt_log_.frees.push_back({start, end, floor, ceiling});
+  }
+  // A new frame, given back on rollback; ENOMEM (and oom()) on failure.
+  absl::StatusOr<FrameId> alloc_frame();
+  // A new anon_vma; null (and oom()) on failure.
+  std::shared_ptr<AnonVma> alloc_anon_vma();
   // Calls for an allocation failure; makes the call's result ENOMEM with
   // everything rolled back.
   absl::Status nomem();
 
   bool oom() const { return oom_; }
+  // Page-table writes of this call (undone by a rollback).
+  PtLog& pt_log() { return pt_log_; }
   void commit();
 
  private:
@@ -104,7 +125,8 @@ class Txn {
   std::vector<std::pair<Vma*, VmaState>> saved_;
   std::vector<Vma*> allocated_;
   std::vector<Vma*> removed_;
-  uint64_t map_count_, total_vm_, locked_vm_, shm_created_;
+  PtLog pt_log_;
+  uint64_t map_count_, total_vm_, locked_vm_, shm_created_, brk_;
 };
 
 // Runs body(txn) as one writer transaction under mm.mu: commits unless an

@@ -83,24 +83,77 @@ absl::StatusOr<uint64_t> mmap_region(Txn& txn, const std::shared_ptr<File>& file
 
 }  // namespace
 
-absl::StatusOr<uint64_t> get_unmapped_area(Mm& mm, uint64_t addr, uint64_t len, int flags) {
+namespace {
+
+// unmapped_area_topdown: the highest free [addr, addr+len) below mmap_base,
+// keeping the stack guard gap below a VM_GROWSDOWN VMA above it.
+absl::StatusOr<uint64_t> search_topdown(Mm& mm, uint64_t len) {
+  const uint64_t low = std::max<uint64_t>(kPageSize, mm.opt.mmap_min_addr);
+  uint64_t high = std::min(mm.opt.mmap_base, mm.opt.task_size);
+  while (true) {
+    if (high <= low || high - low < len) return errno_error(ENOMEM, "mmap: no room");
+    auto found = mm.tree.find_gap_rev(low, high - 1, len);
+    if (!found.ok()) return errno_error(ENOMEM, "mmap: no room");
+    const uint64_t gap_end = *found + len - 1;
+    Vma* next = mm.find(gap_end + 1);
+    if (next && (next->flags & vmf::kGrowsDown) && start_gap(mm, next) <= gap_end) {
+      high = start_gap(mm, next);
+      continue;
+    }
+    return *found;
+  }
+}
+
+// arch_get_unmapped_area_topdown: a hint that fits is taken as it is.
+absl::StatusOr<uint64_t> topdown_area(Mm& mm, uint64_t addr, uint64_t len) {
+  if (addr) {
+    addr = page_align(addr);
+    if (mm.opt.task_size - len >= addr) {
+      Vma* next = mm.find(addr);
+      if (!next || addr + len <= start_gap(mm, next)) return addr;
+    }
+  }
+  return search_topdown(mm, len);
+}
+
+// __thp_get_unmapped_area: place a range of at least one huge page so that
+// file offset and address agree modulo 2 MiB (searching with the padding).
+uint64_t thp_area(Mm& mm, uint64_t addr, uint64_t len, uint64_t off) {
+  constexpr uint64_t kHuge = 2 << 20;
+  const uint64_t off_end = off + len;
+  const uint64_t off_align = (off + kHuge - 1) & ~(kHuge - 1);
+  if (off_end <= off_align || off_end - off_align < kHuge) return 0;
+  const uint64_t len_pad = len + kHuge;
+  if (len_pad < len) return 0;
+  auto r = topdown_area(mm, addr, len_pad);
+  if (!r.ok()) return 0;
+  if (*r == addr) return addr;
+  const uint64_t off_sub = (off - *r) & (kHuge - 1);
+  if (!off_sub) return *r + kHuge;  // top-down: use the upper end
+  return *r + off_sub;
+}
+
+}  // namespace
+
+absl::StatusOr<uint64_t> get_unmapped_area(Mm& mm, uint64_t addr, uint64_t len, int flags,
+                                           const File* file, uint64_t pgoff) {
   const uint64_t task = mm.opt.task_size;
   if (len > task) return errno_error(ENOMEM, "mmap: length beyond task size");
   if (!(flags & kMapFixed)) {
-    if (addr) {
-      addr = page_align(addr);
-      Vma* next = mm.find(addr);
-      Vma* prev = mm.find_prev(addr);
-      if (task - len >= addr && addr >= mm.opt.mmap_min_addr &&
-          (!next || addr + len <= start_gap(mm, next)) && (!prev || addr >= prev->end))
-        return addr;
+    constexpr uint64_t kHuge = 2 << 20;
+    uint64_t placed = 0;
+    if (file && !file->options.shmem) {
+      // ext4 and the like: thp_get_unmapped_area.
+      placed = thp_area(mm, addr, len, pgoff << kPageShift);
+    } else if (!file && !(flags & kMapShared) && !addr && len % kHuge == 0) {
+      placed = thp_area(mm, addr, len, 0);  // large anonymous mappings
     }
-    const uint64_t low = std::max<uint64_t>(kPageSize, mm.opt.mmap_min_addr);
-    const uint64_t high = std::min(mm.opt.mmap_base, task);
-    if (high <= low || high - low < len) return errno_error(ENOMEM, "mmap: no room");
-    auto gap = mm.tree.find_gap_rev(low, high - 1, len);
-    if (!gap.ok()) return errno_error(ENOMEM, "mmap: no room");
-    addr = *gap;
+    if (!placed) {
+      auto a = topdown_area(mm, addr, len);
+      if (!a.ok()) return a;
+      placed = *a;
+    }
+    addr = placed;
   }
   if (addr > task - len) return errno_error(ENOMEM, "mmap: beyond task size");
   if (!page_aligned(addr)) return errno_error(EINVAL, "mmap: unaligned address");
@@ -132,7 +185,8 @@ absl::StatusOr<uint64_t> do_mmap(Txn& txn, uint64_t addr, uint64_t len, int prot
   if (flags & kMapSync) vm_flags |= vmf::kSync;
   if (flags & kMapStack) vm_flags |= vmf::kNoHugePage;
 
-  auto placed = get_unmapped_area(mm, addr, len, flags);
+  auto placed = get_unmapped_area(mm, addr, len, flags,
+                                  (flags & kMapAnonymous) ? nullptr : file_arg.get(), pgoff);
   if (!placed.ok()) return placed;
   addr = *placed;
   if ((flags & kMapFixedNoReplace) && mm.find_intersection(addr, addr + len))
@@ -173,7 +227,15 @@ absl::StatusOr<uint64_t> do_mmap(Txn& txn, uint64_t addr, uint64_t len, int prot
     }
   }
   if (flags & kMapNoReserve) vm_flags |= vmf::kNoReserve;
-  return mmap_region(txn, file, addr, len, vm_flags, pgoff);
+  auto mapped = mmap_region(txn, file, addr, len, vm_flags, pgoff);
+  if (!mapped.ok()) return mapped;
+  // MAP_POPULATE (without MAP_NONBLOCK) and MAP_LOCKED fault the range in;
+  // errors are ignored (mm_populate).
+  if ((vm_flags & vmf::kLocked) || (flags & (kMapPopulate | kMapNonBlock)) == kMapPopulate) {
+    absl::Status s = populate(txn, addr, addr + len, /*ignore_errors=*/true);
+    if (!s.ok()) return s;
+  }
+  return mapped;
 }
 
 }  // namespace rcuvm::vm

@@ -117,6 +117,10 @@ absl::StatusOr<uint64_t> move_vma(Txn& txn, Remap& r) {
   if (mm.map_count + 3 >= mm.opt.max_map_count) return errno_error(ENOMEM, "mremap: map_count");
   Vma* n = copy_vma(txn, r);
   if (!n) return txn.nomem();
+  // move_page_tables: the pages go with the mapping.
+  if (absl::Status s = move_ptes(txn, r.addr, r.new_addr, std::min(r.old_len, r.new_len));
+      !s.ok())
+    return s;
   mm.total_vm += r.new_len >> kPageShift;
   if (r.flags & kMremapDontUnmap) {
     // The old range stays mapped (and charged), but no longer locked.
@@ -132,7 +136,8 @@ absl::Status set_new_addr(Mm& mm, Remap& r) {
   int map_flags = 0;
   if (r.flags & kMremapFixed) map_flags |= kMapFixed;
   if (r.vma->flags & vmf::kMayShare) map_flags |= kMapShared;
-  auto a = get_unmapped_area(mm, r.implies_new_addr() ? r.new_addr : 0, r.new_len, map_flags);
+  auto a = get_unmapped_area(mm, r.implies_new_addr() ? r.new_addr : 0, r.new_len, map_flags,
+                             r.vma->file.get(), r.vma->pgoff_at(r.addr));
   if (!a.ok()) return a.status();
   r.new_addr = *a;
   return absl::OkStatus();

@@ -29,7 +29,14 @@ absl::Status unmap_range(Txn& txn, uint64_t start, uint64_t end) {
     if (v->flags & vmf::kLocked) mm.locked_vm -= v->pages();
     drop_vma(txn, v);
   }
-  return txn.store(start, end, nullptr);
+  // Tables shared with the neighbours stay: floor is prev's end, ceiling
+  // next's start (free_pgtables).
+  Vma* prev = mm.find_prev(start);
+  Vma* next = mm.find(end);
+  if (absl::Status s = txn.store(start, end, nullptr); !s.ok()) return s;
+  txn.zap(start, end);
+  txn.free_tables(start, end, prev ? prev->end : 0, next ? next->start : 0);
+  return absl::OkStatus();
 }
 
 absl::Status do_munmap(Txn& txn, uint64_t addr, uint64_t len) {

@@ -162,6 +162,8 @@ Replayer::Replayer(const Trace& trace) : trace_(trace) {
   h("stack_guard_gap", o.stack_guard_gap);
   h("mmap_min_addr", o.mmap_min_addr);
   h("max_map_count", o.max_map_count);
+  h("start_brk", o.start_brk);
+  h("brk", o.brk);
   space_ = std::make_unique<AddressSpace>(o);
   arena_ = trace.mode() == "arena";
   if (arena_) {
@@ -190,7 +192,7 @@ Replayer::Replayer(const Trace& trace) : trace_(trace) {
     } else {
       v.pgoff = v.start >> kPageShift;
     }
-    if (m[5] != "-") v.name = m[5];
+    if (m[5] != "-" && m[5] != "[heap]") v.name = m[5];  // [heap] is derived
     if (m.size() > 7 && m[7] != "-" && m[7] != "0") v.anon_vma = std::make_shared<AnonVma>();
     (void)space_->install(v);
   }
@@ -245,6 +247,22 @@ Replayed Replayer::run(const Step& s) {
   } else if (name == "mremap") {
     addr_result(space_->mremap(addr_arg(arg(1)), num(arg(2)), num(arg(3)),
                                symbols(arg(4), kMremap), addr_arg(arg(5))));
+  } else if (name == "brk") {
+    addr_result(space_->brk(addr_arg(arg(1))));
+  } else if (name == "mlock") {
+    status_ret(space_->mlock(addr_arg(arg(1)), num(arg(2))));
+  } else if (name == "munlock") {
+    status_ret(space_->munlock(addr_arg(arg(1)), num(arg(2))));
+  } else if (name == "touch") {
+    auto t = space_->touch(addr_arg(arg(1)), arg(2) == "w");
+    if (!t.ok())
+      r.ret = err_ret(t.status());
+    else if (*t == FaultResult::kSigSegv)
+      r.ret = "sig SIGSEGV";
+    else if (*t == FaultResult::kSigBus)
+      r.ret = "sig SIGBUS";
+    else
+      r.ret = "0";
   } else if (name == "fork") {
     auto child = space_->fork();
     if (child.ok()) {

@@ -22,7 +22,8 @@ Txn::Txn(Mm& mm)
       map_count_(mm.map_count),
       total_vm_(mm.total_vm),
       locked_vm_(mm.locked_vm),
-      shm_created_(mm.shm_created) {
+      shm_created_(mm.shm_created),
+      brk_(mm.brk) {
   mm_.seq.fetch_add(1, std::memory_order_release);  // (S1) odd: change begins
 }
 
@@ -33,9 +34,11 @@ Txn::~Txn() {
 
 absl::Status Txn::store(uint64_t start, uint64_t end, Vma* v) {
   StoreRecord rec{start, end, {}};
-  for (Vma* old : mm_.range(start, end)) {
-    rec.before.push_back({std::max(old->start, start), std::min(old->end, end) - 1, old});
-  }
+  // Record the tree's own entries: a caller may already have changed the
+  // fields of a VMA it is about to store (set_range).
+  auto c = mm_.tree.cursor(start);
+  while (auto e = c.next(end - 1))
+    rec.before.push_back({std::max(e->first, start), std::min(e->last, end - 1), e->value});
   absl::Status s = mm_.tree.store(start, end - 1, v);
   if (!s.ok()) {
     oom_ = true;
@@ -61,12 +64,40 @@ Vma* Txn::alloc(const VmaState& init) {
   return v;
 }
 
+absl::Status Txn::pt_set(uint64_t addr, Pte value) {
+  absl::Status s = mm_.pt.set(addr, value, &pt_log_);
+  if (!s.ok()) oom_ = true;
+  return s;
+}
+
+absl::StatusOr<FrameId> Txn::alloc_frame() {
+  auto f = mm_.pt.frames().alloc();
+  if (!f.ok()) {
+    oom_ = true;
+    return f;
+  }
+  pt_log_.put_on_rollback.push_back(*f);
+  return f;
+}
+
+std::shared_ptr<AnonVma> Txn::alloc_anon_vma() {
+  static std::atomic<uint64_t> next_id{1};
+  if (detail::allocation_should_fail()) {
+    oom_ = true;
+    return nullptr;
+  }
+  auto a = std::make_shared<AnonVma>();
+  a->id = next_id.fetch_add(1, std::memory_order_relaxed);
+  return a;
+}
+
 void Txn::remove(Vma* v) { removed_.push_back(v); }
 
 absl::Status Txn::nomem() { return errno_error(ENOMEM, "out of memory"); }
 
 void Txn::commit() {
   committed_ = true;
+  mm_.pt.commit(pt_log_);
   for (Vma* v : removed_) {
     if (v->ops) v->ops->close(*v);
     v->detached.store(true, std::memory_order_release);
@@ -77,6 +108,7 @@ void Txn::commit() {
 // Cannot fail: a restoring store retries until its nodes are allocated, as
 // the kernel's __GFP_NOFAIL restores do.
 void Txn::rollback() {
+  mm_.pt.rollback(pt_log_);
   auto must_store = [&](uint64_t first, uint64_t last, Vma* v) {
     while (!mm_.tree.store(first, last, v).ok()) {
     }
@@ -98,6 +130,7 @@ void Txn::rollback() {
   mm_.total_vm = total_vm_;
   mm_.locked_vm = locked_vm_;
   mm_.shm_created = shm_created_;
+  mm_.brk = brk_;
 }
 
 }  // namespace rcuvm::vm

@@ -58,7 +58,6 @@ struct RawCursorState {
   const Node* leaf = nullptr;
   uint64_t leaf_min = 0;
   uint64_t leaf_max = 0;
-  unsigned offset = 0;
   uint64_t generation = 0; // the tree's write generation when `leaf` was found
   uint64_t index = 0;      // where a cursor without a current entry looks
   // The current entry: the last one a step returned. Steps move from it, and

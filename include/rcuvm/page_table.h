@@ -1,0 +1,167 @@
+// rcuvm/page_table.h: a simulated x86-64 page table (4 levels, 4 KiB pages)
+// and the frame allocator behind it.
+//
+// What it is
+//   PageTable maps each user page to one 64-bit entry (a Pte): present, write,
+//   anonymous, zero page, file page, and a frame number. Tables are arrays of
+//   512 atomic entries; a missing table is allocated and published with one
+//   compare-and-swap into its parent entry, and a freed table is retired
+//   through RCU, so a lockless walker (the speculative fault path of the next
+//   layer) never reads freed memory. FrameAllocator hands out frame numbers
+//   with reference counts: copy-on-write after fork shares a frame between
+//   page tables, and a frame returns to the allocator when the last
+//   reference drops.
+//
+// Synopsis
+//   auto frames = std::make_shared<rcuvm::FrameAllocator>();
+//   rcuvm::PageTable pt(frames);
+//   auto f = frames->alloc();                              // refcount 1
+//   pt.set(addr, pte::make(*f, pte::kPresent | pte::kWrite | pte::kAnon), nullptr);
+//   pt.zap(start, end, nullptr);                           // frames put
+//   pt.free_tables(start, end, floor, ceiling);            // empty tables go
+//
+// Contracts
+//   - Writers (set, clear, zap, move, free_tables) run under the owner's
+//     writer lock (the mmap mutex); get() and for_each() may also run under
+//     an rcu::ReadGuard without it.
+//   - A PtLog makes a sequence of writes undoable: every changed entry and
+//     every created table is recorded; frames dropped by a zap are put only
+//     at commit(). rollback() restores the entries in reverse and frees the
+//     tables the log created, so an allocation failure changes nothing.
+//   - free_tables follows the kernel's floor/ceiling rule (free_pgd_range):
+//     a table is freed only when the range it covers lies inside
+//     [floor, ceiling), so a table shared with a neighbouring VMA stays; and
+//     only when it is empty.
+//
+// Caveats
+//   - File pages are not backed by a page cache: a file PTE records that the
+//     page is mapped (kFile), without a frame.
+//   - Only 48-bit user addresses (4-level paging).
+#ifndef RCUVM_PAGE_TABLE_H_
+#define RCUVM_PAGE_TABLE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "rcuvm/rcu.h"
+
+namespace rcuvm {
+
+using FrameId = uint64_t;
+using Pte = uint64_t;
+
+namespace pte {
+inline constexpr Pte kPresent = 0x1;
+inline constexpr Pte kWrite = 0x2;
+inline constexpr Pte kAnon = 0x4;   // an anonymous page (smaps "Anonymous")
+inline constexpr Pte kZero = 0x8;   // the shared zero page, read-only
+inline constexpr Pte kFile = 0x10;  // a file or shmem page (no frame)
+inline constexpr unsigned kFrameShift = 12;
+inline constexpr Pte make(FrameId f, Pte bits) { return (f << kFrameShift) | bits; }
+inline constexpr FrameId frame(Pte p) { return p >> kFrameShift; }
+inline constexpr bool present(Pte p) { return p & kPresent; }
+}  // namespace pte
+
+// Simulated physical memory: frame numbers with reference counts. Shared by
+// a process and its forked children. Thread-safe.
+class FrameAllocator {
+ public:
+  // The shared zero page: never allocated, never freed, not counted.
+  static constexpr FrameId kZeroFrame = 1;
+
+  // A new frame with one reference. ENOMEM when fault injection says so.
+  absl::StatusOr<FrameId> alloc();
+  void get(FrameId f);
+  // Drops a reference; the frame is freed with the last one.
+  void put(FrameId f);
+  uint32_t refcount(FrameId f) const;
+  // Frames allocated and not yet freed.
+  uint64_t in_use() const;
+
+ private:
+  mutable absl::Mutex mu_;
+  std::unordered_map<FrameId, uint32_t> refs_ ABSL_GUARDED_BY(mu_);
+  FrameId next_ ABSL_GUARDED_BY(mu_) = 2;
+};
+
+// The undo record of a sequence of page-table writes (see Contracts).
+struct PtLog {
+  struct Change {
+    uint64_t addr;
+    Pte old;
+  };
+  std::vector<Change> changes;
+  std::vector<std::atomic<uint64_t>*> created;  // parent slots of new tables
+  std::vector<FrameId> put_on_commit;            // zapped or replaced frames
+  std::vector<FrameId> put_on_rollback;          // frames taken by this log
+  struct FreeRequest {
+    uint64_t start, end, floor, ceiling;
+  };
+  std::vector<FreeRequest> frees;                // free_tables at commit
+};
+
+class PageTable {
+ public:
+  static constexpr unsigned kLevels = 4;
+  static constexpr unsigned kEntries = 512;
+
+  explicit PageTable(std::shared_ptr<FrameAllocator> frames);
+  // Puts every frame still mapped and frees every table.
+  ~PageTable();
+  PageTable(const PageTable&) = delete;
+  PageTable& operator=(const PageTable&) = delete;
+
+  FrameAllocator& frames() const { return *frames_; }
+  const std::shared_ptr<FrameAllocator>& frames_ptr() const { return frames_; }
+
+  // The entry of the page holding addr (0 when none). Lock-free.
+  Pte get(uint64_t addr) const;
+  // Sets the entry of page addr, allocating missing tables (published with
+  // CAS). ENOMEM leaves the entry unchanged. Does not touch frame counts.
+  absl::Status set(uint64_t addr, Pte value, PtLog* log);
+  // Makes sure the tables down to the entry of addr exist.
+  absl::Status prepare(uint64_t addr, PtLog* log);
+  // Clears every present entry in [start, end) and drops its frame (at the
+  // log's commit, or at once without a log). Tables stay.
+  void zap(uint64_t start, uint64_t end, PtLog* log);
+  // Frees the tables of [start, end) by the floor/ceiling rule (ceiling 0:
+  // the top of the address space). Empty tables only.
+  void free_tables(uint64_t start, uint64_t end, uint64_t floor, uint64_t ceiling);
+  // Calls fn(addr, pte) for every present entry in [start, end), in order.
+  void for_each(uint64_t start, uint64_t end,
+                const std::function<void(uint64_t, Pte)>& fn) const;
+  // Anonymous pages mapped in [start, end).
+  uint64_t anon_pages(uint64_t start, uint64_t end) const;
+  // Tables allocated (all levels, the root included).
+  uint64_t tables() const { return tables_.load(std::memory_order_relaxed); }
+
+  // Ends a log: keeps its writes and puts the frames it released.
+  void commit(PtLog& log);
+  // Undoes a log completely.
+  void rollback(PtLog& log);
+
+ private:
+  struct Table;
+  std::atomic<uint64_t>* slot(uint64_t addr, bool create, PtLog* log, absl::Status* status);
+  void free_level(Table* t, unsigned level, uint64_t base, uint64_t start, uint64_t end,
+                  uint64_t floor, uint64_t ceiling);
+  void destroy(Table* t, unsigned level);
+  void walk(const Table* t, unsigned level, uint64_t base, uint64_t start, uint64_t end,
+            const std::function<void(uint64_t, Pte)>& fn) const;
+
+  std::shared_ptr<FrameAllocator> frames_;
+  Table* root_;
+  std::atomic<uint64_t> tables_{0};
+};
+
+}  // namespace rcuvm
+
+#endif  // RCUVM_PAGE_TABLE_H_
