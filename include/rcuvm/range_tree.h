@@ -82,9 +82,12 @@ class RangeTree {
     }
     // Forgets the current entry and moves to `index`.
     void seek(uint64_t index) { state_ = detail::RawCursorState{.index = index}; }
-    // Replaces the value of the entry last returned, in place (one atomic
-    // store; the range is unchanged). Both values must be non-null: EINVAL
-    // otherwise. Requires the writer lock.
+    // Replaces the value of the current entry in place: one atomic store, the
+    // range unchanged, no allocation. Requires the writer lock. Fails only
+    // with EINVAL, and only for a caller's mistake: a null value, no current
+    // entry, or a current entry that a write since changed or removed. A
+    // caller that stepped to the entry under the lock it still holds cannot
+    // get an error.
     absl::Status replace(T* value) { return tree_->raw_.cursor_replace(state_, value); }
 
    private:
@@ -137,6 +140,7 @@ class RangeTree {
   // destination stays empty.
   absl::Status dup_into(RangeTree& destination) const { return raw_.dup_into(destination.raw_); }
   // Removes everything; nodes are freed after a grace period in RCU mode.
+  // Nodes reserved by preallocate() stay reserved; the destructor frees them.
   void destroy() { raw_.destroy(); }
   // Turns RCU mode on (publishing a tree built privately) or off.
   void set_rcu(bool on) { raw_.set_rcu(on); }
