@@ -232,19 +232,17 @@ class RcuvmPeer {
   void dup_from(const RcuvmPeer& src) {
     if (auto s = src.t_->dup_into(*t_); !s.ok()) die("rcuvm dup_into: " + s.ToString());
   }
-  // fork: dup, then replace every entry with the child's copy, under the
-  // child's writer lock. Cursor::replace() would be the natural call, but it
-  // does not compile (it calls the non-const RawTree::cursor_replace through a
-  // const RangeTree*), so this stores the same range again, which the engine
-  // turns into an in-place slot replacement.
+  // fork: dup, then replace every entry with the child's copy in place
+  // (Cursor::replace, one atomic store each), under the child's writer lock,
+  // as dup_mmap does.
   void fork_from(const RcuvmPeer& src) {
     dup_from(src);
     t_->lock();
     auto c = t_->cursor(0);
     while (auto e = c.next()) {
-      if (auto s = t_->store_locked(e->first, e->last, static_cast<Rec*>(copy_of(e->value))); !s.ok()) {
+      if (auto s = c.replace(static_cast<Rec*>(copy_of(e->value))); !s.ok()) {
         t_->unlock();
-        die("rcuvm fork store_locked: " + s.ToString());
+        die("rcuvm cursor replace: " + s.ToString());
       }
     }
     t_->unlock();

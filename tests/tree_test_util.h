@@ -98,7 +98,12 @@ inline std::vector<ModelEntry> contents_backwards(const Tree& tree) {
 }
 
 inline std::string describe(const ModelEntry& e) {
-  return "[" + std::to_string(e.first) + ", " + std::to_string(e.last) + "] = " + std::to_string(e.value);
+  // Appends rather than `"[" + std::to_string(...)`, which GCC 12 at -O3 flags
+  // with a false -Wrestrict (GCC bug 105329).
+  std::string s = "[";
+  s.append(std::to_string(e.first)).append(", ").append(std::to_string(e.last));
+  s.append("] = ").append(std::to_string(e.value));
+  return s;
 }
 
 // Describes the first difference between two entry lists, or "" if equal.

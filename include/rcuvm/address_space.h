@@ -18,8 +18,8 @@
 //
 // Contracts
 //   - Writers (mmap, munmap, mprotect, mremap, madvise) take the mmap mutex.
-//     Readers here (find_vma, maps, ...) take it too; lockless readers use the
-//     tree and seq() (see DESIGN.md) in later layers.
+//     Readers here (find_vma, maps, ...) take it too; find_vma_rcu,
+//     lock_vma_rcu and fault() do not (see docs/concurrency.md).
 //   - Errors carry the Linux errno (errno_of()). Like Linux, mprotect and
 //     madvise that reach a hole, and a MAP_FIXED mmap whose file hook refuses
 //     after the target was unmapped, keep what they did before failing.
@@ -29,8 +29,7 @@
 //
 // Caveats
 //   - Not yet modelled: the overcommit heuristic (a brk or mapping larger
-//     than RAM is accepted), RLIMIT_MEMLOCK/DATA/AS, shadow stacks, the
-//     lockless fault path.
+//     than RAM is accepted), RLIMIT_MEMLOCK/DATA/AS, shadow stacks.
 #ifndef RCUVM_ADDRESS_SPACE_H_
 #define RCUVM_ADDRESS_SPACE_H_
 
@@ -39,6 +38,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -104,6 +104,12 @@ inline constexpr int kMadvPopulateWrite = 23;
 inline constexpr int kMadvDontNeedLocked = 24;
 inline constexpr int kMadvCollapse = 25;
 
+// The lockless lookup fault() uses. kSeqCount: the mm-wide sequence count
+// (any change anywhere makes a speculative fault retry). kPerVma: per-VMA
+// read locks (Linux's lock_vma_under_rcu): only a change to the faulting VMA
+// makes it fall back.
+enum class VmaLockMode { kSeqCount, kPerVma };
+
 // The layout of the address space; defaults are x86-64 Linux with 4-level
 // paging, an 8 MiB stack limit and ASLR off.
 struct AddressSpaceOptions {
@@ -117,14 +123,69 @@ struct AddressSpaceOptions {
   // listed as "[heap]". 0: no brk area.
   uint64_t start_brk = 0;
   uint64_t brk = 0;
+  // How fault() finds its VMA without the mmap mutex (see VmaLockMode).
+  VmaLockMode fault_lock = VmaLockMode::kSeqCount;
 };
 
 // What a page fault did: resolved it, or the signal Linux would deliver.
 enum class FaultResult { kOk, kSigSegv, kSigBus };
 
+// The access that faults.
+enum class Access { kRead, kWrite };
+
+// What fault() did, counted since the address space was created.
+struct FaultStats {
+  uint64_t speculative = 0;  // completed without the mmap mutex
+  uint64_t locked = 0;       // completed on the path that takes the mutex
+  // Why the speculative attempt gave up (each fallback counts one reason):
+  uint64_t fb_marked = 0;    // the VMA was write-marked (kPerVma)
+  uint64_t fb_seq = 0;       // the sequence count kept moving
+  uint64_t fb_anon_vma = 0;  // the fault needs a new anon_vma (changes the VMA)
+  uint64_t fb_pte_race = 0;  // the entry kept changing under the fault
+  uint64_t fb_no_vma = 0;    // no usable VMA (hole next to a growsdown VMA...)
+  uint64_t fb_nomem = 0;     // an allocation failed
+  uint64_t seq_retries = 0;  // speculative attempts retried (not fallbacks)
+  uint64_t fallbacks() const {
+    return fb_marked + fb_seq + fb_anon_vma + fb_pte_race + fb_no_vma + fb_nomem;
+  }
+};
+
 namespace vm {
 struct Mm;
 }
+
+// A VMA found without the mmap mutex (find_vma_rcu, lock_vma_rcu). Move-only
+// RAII: it holds a reference (find_vma_rcu: the VMA is not freed while the
+// handle lives, though it may leave the tree) or a read lock (lock_vma_rcu:
+// the VMA cannot change while the handle lives, and writers that want to
+// change it wait, so drop it soon). The view is a copy of the VMA's fields
+// at a moment the lookup validated.
+class VmaRef {
+ public:
+  VmaRef() = default;
+  VmaRef(VmaRef&& o) noexcept { *this = std::move(o); }
+  VmaRef& operator=(VmaRef&& o) noexcept;
+  ~VmaRef() { reset(); }
+  VmaRef(const VmaRef&) = delete;
+  VmaRef& operator=(const VmaRef&) = delete;
+
+  explicit operator bool() const { return vma_ != nullptr; }
+  const VmaView& operator*() const { return view_; }
+  const VmaView* operator->() const { return &view_; }
+  // The VMA itself; its VmaState fields may be read only while a read-lock
+  // handle holds it.
+  const Vma* get() const { return vma_; }
+  bool read_locked() const { return locked_; }
+  // Releases the reference or the read lock.
+  void reset();
+
+ private:
+  friend class AddressSpace;
+  VmaRef(Vma* v, const VmaView& view, bool locked) : vma_(v), view_(view), locked_(locked) {}
+  Vma* vma_ = nullptr;
+  VmaView view_;
+  bool locked_ = false;
+};
 
 class AddressSpace {
  public:
@@ -184,6 +245,23 @@ class AddressSpace {
   // process starts with): no merge, no checks beyond EEXIST for an overlap
   // and EINVAL for an empty or unaligned range.
   absl::Status install(const VmaState& vma);
+
+  // --- Lockless readers (any thread, no mmap mutex; see DESIGN.md).
+
+  // The first VMA with end > addr (find_vma), found by the seqlock design:
+  // read the sequence count, look up under RCU, take a reference, retry if
+  // the count moved. Empty when there is none. Lock-free for readers; waits
+  // (yields) while a writer holds the count odd.
+  VmaRef find_vma_rcu(uint64_t addr) const;
+  // The VMA containing addr, read-locked (lock_vma_under_rcu): empty when
+  // there is none, or when it is write-marked by a writer that still holds
+  // the mmap mutex (the caller then takes the mutex path).
+  VmaRef lock_vma_rcu(uint64_t addr) const;
+  // A one-byte access at addr from any thread: speculative first (lockless
+  // lookup by options().fault_lock, access check, PTE installed with CAS,
+  // validated), falling back to touch() on any doubt. Same results as touch().
+  absl::StatusOr<FaultResult> fault(uint64_t addr, Access access);
+  FaultStats fault_stats() const;
 
   // --- Readers under the mmap mutex.
 

@@ -145,8 +145,13 @@ class PageTable {
 
   // Ends a log: keeps its writes and puts the frames it released.
   void commit(PtLog& log);
-  // Undoes a log completely.
-  void rollback(PtLog& log);
+  // Undoes a log completely. free_created=false keeps the tables the log
+  // created (they may hold entries lockless faults installed meanwhile).
+  void rollback(PtLog& log, bool free_created = true);
+  // Replaces the entry of page addr with value if it still equals expected
+  // (one CAS), allocating missing tables. Lock-free; for the speculative
+  // fault path. ENOMEM when a table cannot be allocated.
+  absl::StatusOr<bool> compare_and_set(uint64_t addr, Pte expected, Pte value);
 
  private:
   struct Table;

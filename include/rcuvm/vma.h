@@ -134,12 +134,67 @@ struct VmaState {
   bool is_anonymous() const { return file == nullptr; }
 };
 
-// A VMA as stored in the tree. Fields change only under the mmap mutex.
+// What a lockless reader may know of a VMA: a copy of the fields a fault
+// needs, read from the VMA's published view (see Vma::load_view).
+struct VmaView {
+  uint64_t start = 0;
+  uint64_t end = 0;
+  uint64_t pgoff = 0;
+  VmFlags flags = 0;
+  bool has_file = false;
+  uint64_t file_pages = 0;    // the file's size in pages (rounded up)
+  bool has_anon_vma = false;
+  uint64_t pgoff_at(uint64_t addr) const { return pgoff + ((addr - start) >> kPageShift); }
+};
+
+// A VMA as stored in the tree. The VmaState fields change only under the
+// mmap mutex, and only after the writer marked the VMA (lock_seq, below), so
+// a reader holding the VMA's read lock (readers) reads them safely.
+//
+// Concurrency rules of the shared fields (labels as in docs/concurrency.md):
+//   detached   (V4) release store at commit/rollback, before the mm's (S1)
+//              even bump; acquire load by readers after they read-locked.
+//   lock_seq   (V1) seq_cst store by a writer marking the VMA (under the
+//              mmap mutex); pairs with (V2): the seq_cst load by a reader
+//              after its (V3) increment. Store/load order is Dekker's: either
+//              the writer sees the reader's count or the reader sees the mark.
+//   readers    (V3) seq_cst increment by a reader taking the read lock;
+//              release decrement at unlock, which pairs with the writer's
+//              acquire (seq_cst) load while it waits for readers to drain.
+//   refs       (V5) the tree holds one reference; find_vma_rcu handles take
+//              more (CAS, never from 0); the last put retires the VMA, so it
+//              is freed after it left the tree, its last reference dropped and
+//              a grace period passed.
+//   view_      (V6) relaxed-free seqlock payload: release stores by the
+//              writer while the mm's sequence count is odd; acquire loads by
+//              readers, who trust them only if the count did not move, or
+//              while they hold the read lock.
+//   owner      written once before the VMA is first published in a tree.
 class Vma : public rcu::Deferred, public VmaState {
  public:
-  explicit Vma(const VmaState& s) : VmaState(s) {}
+  explicit Vma(const VmaState& s) : VmaState(s) { publish_view(); }
   void reclaim() override { delete this; }
+
+  // Copies the fields into the view readers see. Writer only (mmap mutex).
+  void publish_view();
+  // The view as last published. Any thread; see (V6) for when to trust it.
+  VmaView load_view() const;
+  // Takes a reference unless the last one is gone. Inside an rcu::ReadGuard.
+  bool try_get();
+  // Drops a reference; the last one retires the VMA. Any thread.
+  void put();
+
   std::atomic<bool> detached{false};
+  const void* owner = nullptr;
+  std::atomic<uint64_t> lock_seq{~uint64_t{0}};
+  std::atomic<uint32_t> readers{0};
+  std::atomic<uint32_t> refs{1};
+
+ private:
+  struct AtomicView {
+    std::atomic<uint64_t> start{0}, end{0}, pgoff{0}, flags{0}, file_pages{0};
+    std::atomic<uint8_t> bits{0};
+  } view_;
 };
 
 // A copy of one VMA for readers outside the mutex (maps()).

@@ -28,12 +28,13 @@ AddressSpace::AddressSpace(AddressSpaceOptions options, std::shared_ptr<FrameAll
     : mm_(std::make_unique<vm::Mm>(options, std::move(frames))) {}
 
 AddressSpace::~AddressSpace() {
-  absl::MutexLock lock(&mm_->mu);
+  vm::MuLock lock(&mm_->mu);
   std::vector<Vma*> all = mm_->range(0, UINT64_MAX);
   mm_->tree.destroy();
   for (Vma* v : all) {
     if (v->ops) v->ops->close(*v);
-    rcu::retire(v);
+    v->detached.store(true, std::memory_order_release);  // (V4)
+    v->put();  // the tree's reference; handles may hold more (V5)
   }
 }
 
@@ -101,21 +102,21 @@ absl::Status AddressSpace::install(const VmaState& vma) {
 }
 
 std::optional<VmaInfo> AddressSpace::find_vma(uint64_t addr) const {
-  absl::MutexLock lock(&mm_->mu);
+  vm::MuLock lock(&mm_->mu);
   Vma* v = mm_->find(addr);
   if (!v) return std::nullopt;
   return info_of(*v);
 }
 
 std::optional<VmaInfo> AddressSpace::vma_lookup(uint64_t addr) const {
-  absl::MutexLock lock(&mm_->mu);
+  vm::MuLock lock(&mm_->mu);
   Vma* v = mm_->lookup(addr);
   if (!v) return std::nullopt;
   return info_of(*v);
 }
 
 std::vector<VmaInfo> AddressSpace::maps() const {
-  absl::MutexLock lock(&mm_->mu);
+  vm::MuLock lock(&mm_->mu);
   std::vector<VmaInfo> out;
   for (Vma* v : mm_->range(0, UINT64_MAX)) {
     out.push_back(info_of(*v));
@@ -129,7 +130,7 @@ std::vector<VmaInfo> AddressSpace::maps() const {
 }
 
 absl::Status AddressSpace::validate() const {
-  absl::MutexLock lock(&mm_->mu);
+  vm::MuLock lock(&mm_->mu);
   if (absl::Status s = mm_->tree.validate(); !s.ok()) return s;
   uint64_t count = 0, pages = 0, locked = 0, last_end = 0;
   auto c = mm_->tree.cursor(0);
@@ -159,6 +160,8 @@ absl::Status AddressSpace::validate() const {
     const Vma* v = mm_->lookup(a);
     if (!v) {
       pt_status = errno_error(EIO, absl::StrFormat("page %#x mapped outside any VMA", a));
+    } else if ((p & pte::kWrite) && !(v->flags & vmf::kWrite)) {
+      pt_status = errno_error(EIO, absl::StrFormat("page %#x writable in a read-only VMA", a));
     } else if ((p & pte::kAnon) && !v->anon_vma) {
       pt_status = errno_error(EIO, absl::StrFormat("anonymous page %#x in a VMA without anon_vma", a));
     } else if ((p & pte::kAnon) && mm_->pt.frames().refcount(pte::frame(p)) == 0) {
@@ -169,22 +172,22 @@ absl::Status AddressSpace::validate() const {
 }
 
 uint64_t AddressSpace::map_count() const {
-  absl::MutexLock lock(&mm_->mu);
+  vm::MuLock lock(&mm_->mu);
   return mm_->map_count;
 }
 
 uint64_t AddressSpace::total_vm() const {
-  absl::MutexLock lock(&mm_->mu);
+  vm::MuLock lock(&mm_->mu);
   return mm_->total_vm;
 }
 
 uint64_t AddressSpace::locked_vm() const {
-  absl::MutexLock lock(&mm_->mu);
+  vm::MuLock lock(&mm_->mu);
   return mm_->locked_vm;
 }
 
 uint64_t AddressSpace::anon_pages(uint64_t start, uint64_t end) const {
-  absl::MutexLock lock(&mm_->mu);
+  vm::MuLock lock(&mm_->mu);
   return mm_->pt.anon_pages(start, end);
 }
 
@@ -196,10 +199,16 @@ const AddressSpaceOptions& AddressSpace::options() const { return mm_->opt; }
 
 absl::StatusOr<std::unique_ptr<AddressSpace>> AddressSpace::fork() const {
   auto child = std::make_unique<AddressSpace>(mm_->opt, mm_->pt.frames_ptr());
-  absl::MutexLock lock(&mm_->mu);
+  vm::MuLock lock(&mm_->mu);
   vm::Mm& cm = *child->mm_;
-  absl::MutexLock child_lock(&cm.mu);
-  if (absl::Status s = vm::dup_mm(*mm_, cm); !s.ok()) return s;
+  vm::MuLock child_lock(&cm.mu);
+  // The parent's entries lose their write bit and its frames gain references:
+  // a change lockless faults must not overlap (dup_mmap write-locks every VMA).
+  mm_->write_begin();
+  for (Vma* v : mm_->range(0, UINT64_MAX)) mm_->mark(v);
+  absl::Status s = vm::dup_mm(*mm_, cm);
+  mm_->write_end();
+  if (!s.ok()) return s;
   return child;
 }
 

@@ -61,6 +61,7 @@ absl::Status anon_vma_prepare(Txn& txn, Vma* vma) {
 
 absl::StatusOr<FaultResult> handle_fault(Txn& txn, Vma* vma, uint64_t addr, bool write) {
   Mm& mm = txn.mm();
+  txn.mark(vma);  // lockless faults on this VMA finish first, later ones back off
   const uint64_t page = addr & ~(kPageSize - 1);
   const Pte old = mm.pt.get(page);
   const bool shared = vma->flags & vmf::kShared;

@@ -84,6 +84,7 @@ absl::Status dup_mm(Mm& parent, Mm& child) {
     }
     if (detail::allocation_should_fail()) return nomem();
     Vma* n = new Vma(static_cast<const VmaState&>(*p));
+    n->owner = &child;
     n->flags &= ~vmf::kLockedMask;
     if (n->flags & vmf::kWipeOnFork) {
       n->anon_vma = nullptr;  // a clean slate: anon_vma on the first fault
@@ -94,6 +95,7 @@ absl::Status dup_mm(Mm& parent, Mm& child) {
       }
       n->anon_vma = std::make_shared<AnonVma>(AnonVma{p->anon_vma->id});
     }
+    n->publish_view();
     build.vmas.push_back(n);
     if (n->ops) n->ops->open(*n);
     if (absl::Status s = c.replace(n); !s.ok()) return s;

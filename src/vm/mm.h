@@ -17,6 +17,7 @@
 #include "rcuvm/page_table.h"
 #include "rcuvm/range_tree.h"
 #include "rcuvm/vma.h"
+#include "vm/locks.h"
 
 namespace rcuvm::vm {
 
@@ -30,7 +31,22 @@ struct Mm {
   mutable absl::Mutex mu;  // the mmap lock; also the tree's writer lock
   RangeTree<Vma> tree{TreeOptions{.track_gaps = true, .rcu = true, .external_lock = &mu}};
   // (S1) odd while a writer changes the map; readers that see it move retry.
+  // Writers: seq_cst increments in write_begin()/write_end() under mu.
+  // Readers: acquire loads before and after their lookup (find_vma_rcu), or a
+  // load under install_mu (the speculative fault). It is also the lock
+  // sequence of per-VMA locks: a VMA is marked while lock_seq == seq.
   std::atomic<uint64_t> seq{0};
+  // (S2) Speculative faults in kSeqCount mode hold it shared while they
+  // re-check seq and install a PTE; write_begin() takes and drops it
+  // exclusively after making seq odd, so every install that saw the old
+  // count is complete (and visible) before the writer reads a PTE, and every
+  // later one sees the odd count and backs off.
+  absl::Mutex install_mu;
+  // Fault-path counters; relaxed atomics, any thread.
+  struct Counters {
+    std::atomic<uint64_t> speculative{0}, locked{0}, fb_marked{0}, fb_seq{0},
+        fb_anon_vma{0}, fb_pte_race{0}, fb_no_vma{0}, fb_nomem{0}, seq_retries{0};
+  } counters;
   // Written under mu; walked locklessly by later layers.
   PageTable pt;
 
@@ -43,6 +59,17 @@ struct Mm {
   // brk area: [start_brk, brk).
   uint64_t start_brk ABSL_GUARDED_BY(mu);
   uint64_t brk ABSL_GUARDED_BY(mu);
+
+  // --- Writer sections (caller holds mu). Every change a lockless reader
+  // could observe happens between write_begin() and write_end().
+  void write_begin() {
+    seq.fetch_add(1, std::memory_order_seq_cst);  // (S1) odd: change begins
+    MuLock drain(&install_mu);                     // (S2) drain installs
+  }
+  void write_end() { seq.fetch_add(1, std::memory_order_seq_cst); }  // (S1) even
+  // Marks v for the current writer section (vma_start_write) and waits for
+  // its read-lock holders to leave. Returns false when already marked.
+  bool mark(Vma* v);
 
   // --- Lookups; caller holds mu.
   // The VMA containing addr, or null.
@@ -90,10 +117,18 @@ class Txn {
   Vma* alloc(const VmaState& init);
   // Marks v as gone from the tree: closed and retired on commit.
   void remove(Vma* v);
+  // Write-marks v (per-VMA lock) before this call changes it or its pages;
+  // its view is republished when the call ends.
+  void mark(Vma* v) {
+    if (mm_.mark(v)) touched_.push_back(v);
+  }
   // Page-table writes through pt_log(); ENOMEM (and oom()) on failure.
   absl::Status pt_set(uint64_t addr, Pte value);
   // Clears the entries of [start, end); frames are put at commit.
-  void zap(uint64_t start, uint64_t end) { mm_.pt.zap(start, end, &pt_log_); }
+  void zap(uint64_t start, uint64_t end) {
+    for (Vma* v : mm_.range(start, end)) mark(v);
+    mm_.pt.zap(start, end, &pt_log_);
+  }
   // Frees the empty tables of [start, end) at commit (floor/ceiling rule).
   void free_tables(uint64_t start, uint64_t end, uint64_t floor, uint64_t ceiling) {
     pt_log_.frees.push_back({start, end, floor, ceiling});
@@ -125,6 +160,7 @@ class Txn {
   std::vector<std::pair<Vma*, VmaState>> saved_;
   std::vector<Vma*> allocated_;
   std::vector<Vma*> removed_;
+  std::vector<Vma*> touched_;  // marked in this call
   PtLog pt_log_;
   uint64_t map_count_, total_vm_, locked_vm_, shm_created_, brk_;
 };
@@ -134,7 +170,7 @@ class Txn {
 // is ENOMEM.
 template <typename R, typename Fn>
 R run_txn(Mm& mm, Fn&& body) {
-  absl::MutexLock lock(&mm.mu);
+  MuLock lock(&mm.mu);
   Txn txn(mm);
   R r = body(txn);
   if (txn.oom()) return txn.nomem();  // ~Txn rolls back

@@ -2,6 +2,8 @@
 // existing-range merge; stop at the first hole (ENOMEM) or refused VMA with
 // the earlier parts already changed, as Linux does.
 #include <cerrno>
+#include <utility>
+#include <vector>
 
 #include "rcuvm/status.h"
 #include "vm/merge.h"
@@ -29,6 +31,15 @@ absl::Status fixup(Txn& txn, Vma* vma, Vma** pprev, uint64_t start, uint64_t end
   auto r = modify_flags(txn, *pprev, vma, start, end, newflags);
   if (!r.ok()) return r.status();
   *pprev = *r;
+  // change_protection: no entry may stay more permissive than its VMA.
+  if ((old & vmf::kWrite) && !(newflags & vmf::kWrite)) {
+    std::vector<std::pair<uint64_t, Pte>> writable;
+    txn.mm().pt.for_each(start, end, [&](uint64_t a, Pte p) {
+      if (p & pte::kWrite) writable.emplace_back(a, p);
+    });
+    for (auto [a, p] : writable)
+      if (absl::Status s = txn.pt_set(a, p & ~pte::kWrite); !s.ok()) return s;
+  }
   return absl::OkStatus();
 }
 

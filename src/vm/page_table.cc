@@ -6,6 +6,7 @@
 
 #include "rcuvm/fault_injection.h"
 #include "rcuvm/status.h"
+#include "vm/locks.h"
 
 namespace rcuvm {
 
@@ -13,7 +14,7 @@ namespace rcuvm {
 
 absl::StatusOr<FrameId> FrameAllocator::alloc() {
   if (detail::allocation_should_fail()) return errno_error(ENOMEM, "no free frame");
-  absl::MutexLock lock(&mu_);
+  vm::MuLock lock(&mu_);
   FrameId f = next_++;
   refs_[f] = 1;
   return f;
@@ -21,26 +22,26 @@ absl::StatusOr<FrameId> FrameAllocator::alloc() {
 
 void FrameAllocator::get(FrameId f) {
   if (f == kZeroFrame) return;
-  absl::MutexLock lock(&mu_);
+  vm::MuLock lock(&mu_);
   ++refs_[f];
 }
 
 void FrameAllocator::put(FrameId f) {
   if (f == kZeroFrame) return;
-  absl::MutexLock lock(&mu_);
+  vm::MuLock lock(&mu_);
   auto it = refs_.find(f);
   if (it == refs_.end()) return;
   if (--it->second == 0) refs_.erase(it);
 }
 
 uint32_t FrameAllocator::refcount(FrameId f) const {
-  absl::MutexLock lock(&mu_);
+  vm::MuLock lock(&mu_);
   auto it = refs_.find(f);
   return it == refs_.end() ? 0 : it->second;
 }
 
 uint64_t FrameAllocator::in_use() const {
-  absl::MutexLock lock(&mu_);
+  vm::MuLock lock(&mu_);
   return refs_.size();
 }
 
@@ -256,13 +257,22 @@ void PageTable::commit(PtLog& log) {
   log = PtLog{};
 }
 
-void PageTable::rollback(PtLog& log) {
+absl::StatusOr<bool> PageTable::compare_and_set(uint64_t addr, Pte expected, Pte value) {
+  absl::Status s;
+  std::atomic<uint64_t>* e = slot(addr, /*create=*/true, nullptr, &s);
+  if (!e) return s;
+  // (P3) acq_rel CAS: pairs with (P2)-style acquire loads of the entry.
+  return e->compare_exchange_strong(expected, value, std::memory_order_acq_rel,
+                                    std::memory_order_acquire);
+}
+
+void PageTable::rollback(PtLog& log, bool free_created) {
   for (auto it = log.changes.rbegin(); it != log.changes.rend(); ++it) {
     absl::Status unused;
     std::atomic<uint64_t>* e = slot(it->addr, /*create=*/false, nullptr, &unused);
     if (e) e->store(it->old, std::memory_order_release);
   }
-  for (auto it = log.created.rbegin(); it != log.created.rend(); ++it) {
+  for (auto it = log.created.rbegin(); free_created && it != log.created.rend(); ++it) {
     uint64_t v = (*it)->load(std::memory_order_relaxed);
     (*it)->store(0, std::memory_order_release);
     tables_.fetch_sub(1, std::memory_order_relaxed);

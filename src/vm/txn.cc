@@ -2,6 +2,7 @@
 // allocation failure can undo all of it (see mm.h).
 #include <algorithm>
 #include <cerrno>
+#include <thread>
 
 #include "rcuvm/fault_injection.h"
 #include "rcuvm/status.h"
@@ -24,12 +25,21 @@ Txn::Txn(Mm& mm)
       locked_vm_(mm.locked_vm),
       shm_created_(mm.shm_created),
       brk_(mm.brk) {
-  mm_.seq.fetch_add(1, std::memory_order_release);  // (S1) odd: change begins
+  mm_.write_begin();
 }
 
 Txn::~Txn() {
   if (!committed_) rollback();
-  mm_.seq.fetch_add(1, std::memory_order_release);  // (S1) even: change done
+  mm_.write_end();
+}
+
+bool Mm::mark(Vma* v) {
+  const uint64_t s = seq.load(std::memory_order_relaxed);  // ours: odd
+  if (v->lock_seq.load(std::memory_order_relaxed) == s) return false;
+  v->lock_seq.store(s, std::memory_order_seq_cst);  // (V1)
+  // (V3) wait for the read-lock holders that did not see the mark.
+  while (v->readers.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
+  return true;
 }
 
 absl::Status Txn::store(uint64_t start, uint64_t end, Vma* v) {
@@ -39,6 +49,8 @@ absl::Status Txn::store(uint64_t start, uint64_t end, Vma* v) {
   auto c = mm_.tree.cursor(start);
   while (auto e = c.next(end - 1))
     rec.before.push_back({std::max(e->first, start), std::min(e->last, end - 1), e->value});
+  for (const auto& e : rec.before) mark(e.value);
+  if (v) mark(v);
   absl::Status s = mm_.tree.store(start, end - 1, v);
   if (!s.ok()) {
     oom_ = true;
@@ -49,6 +61,7 @@ absl::Status Txn::store(uint64_t start, uint64_t end, Vma* v) {
 }
 
 void Txn::save(Vma* v) {
+  mark(v);
   for (auto& [p, st] : saved_)
     if (p == v) return;
   saved_.emplace_back(v, static_cast<const VmaState&>(*v));
@@ -60,11 +73,14 @@ Vma* Txn::alloc(const VmaState& init) {
     return nullptr;
   }
   Vma* v = new Vma(init);
+  v->owner = &mm_;
   allocated_.push_back(v);
+  mark(v);
   return v;
 }
 
 absl::Status Txn::pt_set(uint64_t addr, Pte value) {
+  if (Vma* v = mm_.lookup(addr)) mark(v);
   absl::Status s = mm_.pt.set(addr, value, &pt_log_);
   if (!s.ok()) oom_ = true;
   return s;
@@ -91,24 +107,32 @@ std::shared_ptr<AnonVma> Txn::alloc_anon_vma() {
   return a;
 }
 
-void Txn::remove(Vma* v) { removed_.push_back(v); }
+void Txn::remove(Vma* v) {
+  mark(v);
+  removed_.push_back(v);
+}
 
 absl::Status Txn::nomem() { return errno_error(ENOMEM, "out of memory"); }
 
 void Txn::commit() {
   committed_ = true;
+  // The marked VMAs show readers their final fields before the count moves
+  // (and before a put below may retire one).
+  for (Vma* v : touched_) v->publish_view();
   mm_.pt.commit(pt_log_);
   for (Vma* v : removed_) {
     if (v->ops) v->ops->close(*v);
-    v->detached.store(true, std::memory_order_release);
-    rcu::retire(v);
+    v->detached.store(true, std::memory_order_release);  // (V4)
+    v->put();  // the tree's reference (V5)
   }
 }
 
 // Cannot fail: a restoring store retries until its nodes are allocated, as
 // the kernel's __GFP_NOFAIL restores do.
 void Txn::rollback() {
-  mm_.pt.rollback(pt_log_);
+  // Tables this call created may already hold PTEs that per-VMA-lock faults
+  // installed for unmarked neighbours: keep them in that mode.
+  mm_.pt.rollback(pt_log_, /*free_created=*/mm_.opt.fault_lock != VmaLockMode::kPerVma);
   auto must_store = [&](uint64_t first, uint64_t last, Vma* v) {
     while (!mm_.tree.store(first, last, v).ok()) {
     }
@@ -122,9 +146,10 @@ void Txn::rollback() {
   // VMA that was there whole again so the tree holds exactly one entry each.
   for (const StoreRecord& rec : stores_)
     for (const auto& e : rec.before) must_store(e.value->start, e.value->end - 1, e.value);
+  for (Vma* v : touched_) v->publish_view();
   for (Vma* v : allocated_) {
-    v->detached.store(true, std::memory_order_release);
-    rcu::retire(v);  // a reader may have seen it in the tree
+    v->detached.store(true, std::memory_order_release);  // (V4)
+    v->put();  // a reader may have seen it in the tree
   }
   mm_.map_count = map_count_;
   mm_.total_vm = total_vm_;

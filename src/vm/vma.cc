@@ -58,6 +58,45 @@ std::shared_ptr<File> File::make(std::string name, uint64_t size, Options option
   return f;
 }
 
+void Vma::publish_view() {
+  // (V6) release stores: a reader that sees one of them also sees the odd
+  // sequence count that preceded it.
+  view_.start.store(start, std::memory_order_release);
+  view_.end.store(end, std::memory_order_release);
+  view_.pgoff.store(pgoff, std::memory_order_release);
+  view_.flags.store(flags, std::memory_order_release);
+  view_.file_pages.store(file ? (file->size + kPageSize - 1) >> kPageShift : 0,
+                         std::memory_order_release);
+  view_.bits.store(static_cast<uint8_t>((file ? 1 : 0) | (anon_vma ? 2 : 0)),
+                   std::memory_order_release);
+}
+
+VmaView Vma::load_view() const {
+  VmaView v;
+  v.start = view_.start.load(std::memory_order_acquire);  // (V6)
+  v.end = view_.end.load(std::memory_order_acquire);
+  v.pgoff = view_.pgoff.load(std::memory_order_acquire);
+  v.flags = view_.flags.load(std::memory_order_acquire);
+  v.file_pages = view_.file_pages.load(std::memory_order_acquire);
+  const uint8_t bits = view_.bits.load(std::memory_order_acquire);
+  v.has_file = bits & 1;
+  v.has_anon_vma = bits & 2;
+  return v;
+}
+
+bool Vma::try_get() {
+  uint32_t n = refs.load(std::memory_order_relaxed);
+  while (n != 0)  // (V5) never resurrect a VMA whose last reference went
+    if (refs.compare_exchange_weak(n, n + 1, std::memory_order_acquire,
+                                   std::memory_order_relaxed))
+      return true;
+  return false;
+}
+
+void Vma::put() {
+  if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) rcu::retire(this);  // (V5)
+}
+
 std::string VmaInfo::perms() const {
   std::string p = "----";
   if (flags & vmf::kRead) p[0] = 'r';
