@@ -229,6 +229,9 @@ absl::Status do_mlock(Txn& txn, uint64_t start, uint64_t len, bool lock) {
 }
 
 absl::Status move_ptes(Txn& txn, uint64_t from, uint64_t to, uint64_t len) {
+  // Mark before reading: a lockless fault must not change an entry between
+  // the read and the move.
+  for (Vma* v : txn.mm().range(from, from + len)) txn.mark(v);
   std::vector<std::pair<uint64_t, Pte>> present;
   txn.mm().pt.for_each(from, from + len, [&](uint64_t a, Pte p) { present.emplace_back(a, p); });
   for (auto [a, p] : present)
