@@ -9,16 +9,28 @@
 // call). Checked whenever the writer pauses the faulters, and at the end:
 // validate() (no entry outside a VMA, none writable in a read-only VMA), the
 // map equals the model, frame reference counts are exact, and nothing leaks.
+//
+// Then both modes run again with allocations failing at random
+// (FailRandomAllocations(--fail-one-in), armed in the writer and in every
+// faulting thread): a writer call may then return ENOMEM and must have changed
+// nothing (the model keeps the old states, and the checks above hold it to
+// that), a fault may return ENOMEM and nothing else, and every invariant
+// still holds.
+//
+//   vma_fault_storm_stress --seconds 3 [--readers 4] [--fail-one-in 16] [--seed N]
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <cinttypes>
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
 #include "rcuvm/address_space.h"
+#include "rcuvm/fault_injection.h"
 #include "rcuvm/rcu.h"
 #include "rcuvm/status.h"
 #include "stress_util.h"
@@ -72,8 +84,16 @@ struct Shared {
   std::atomic<bool> stop{false};
   std::atomic<bool> pause{false};
   std::atomic<int> parked{0};
-  std::atomic<uint64_t> faults{0}, checked{0}, unchecked{0};
+  std::atomic<uint64_t> faults{0}, checked{0}, unchecked{0}, fault_nomem{0};
+  // Allocations fail at random (1 in fail_one_in) in every thread.
+  bool failing = false;
+  uint64_t fail_one_in = 0;
 };
+
+// A call's error is legal only as ENOMEM from an allocation failure.
+bool injected(const absl::Status& s, const Shared& sh) {
+  return sh.failing && errno_of(s) == ENOMEM;
+}
 
 class Writer {
  public:
@@ -83,6 +103,8 @@ class Writer {
   }
 
   void run(const Deadline& deadline) {
+    std::optional<FailRandomAllocations> failing;
+    if (sh_.failing) failing.emplace(sh_.fail_one_in, rng_.next());
     while (!deadline.passed()) {
       step();
       ++ops_;
@@ -133,6 +155,7 @@ class Writer {
   }
 
   uint64_t ops() const { return ops_; }
+  uint64_t nomem() const { return nomem_; }
   uint64_t checks() const { return checks_; }
   const std::array<State, kPages>& model() const { return cur_; }
 
@@ -154,6 +177,15 @@ class Writer {
       pg.ver.store(v + 1, std::memory_order_seq_cst);  // even: done
     }
     cur_ = final_states;
+  }
+
+  // The states after a call: `next` if it succeeded, the current ones if it
+  // failed for want of memory (which changes nothing).
+  const std::array<State, kPages>& done(const absl::Status& s,
+                                        const std::array<State, kPages>& next) {
+    if (s.ok()) return next;
+    ++nomem_;
+    return cur_;
   }
 
   static std::vector<int> slot_pages(int slot, int from = 0, int to = kSlotPages) {
@@ -178,8 +210,9 @@ class Writer {
       auto r = as_.mmap(slot_addr(slot), kSlotPages * kPageSize,
                         ro ? kProtRead : kProtRead | kProtWrite,
                         kMapPrivate | kMapAnonymous | kMapFixed, nullptr, 0);
-      STRESS_REQUIRE(r.ok(), "mmap anon: %s", std::string(r.status().message()).c_str());
-      end(pages, next);
+      STRESS_REQUIRE(r.ok() || injected(r.status(), sh_), "mmap anon: %s",
+                     std::string(r.status().message()).c_str());
+      end(pages, done(r.status(), next));
     } else if (op < 35) {  // mmap a private file, half beyond its end
       auto pages = slot_pages(slot);
       for (int i = 0; i < kSlotPages; ++i)
@@ -187,16 +220,17 @@ class Writer {
       begin(pages, next);
       auto r = as_.mmap(slot_addr(slot), kSlotPages * kPageSize, kProtRead | kProtWrite,
                         kMapPrivate | kMapFixed, file_, 0);
-      STRESS_REQUIRE(r.ok(), "mmap file: %s", std::string(r.status().message()).c_str());
-      end(pages, next);
+      STRESS_REQUIRE(r.ok() || injected(r.status(), sh_), "mmap file: %s",
+                     std::string(r.status().message()).c_str());
+      end(pages, done(r.status(), next));
     } else if (op < 55) {  // munmap part of a slot
       const int a = int(rng_.below(kSlotPages)), b = int(rng_.between(a + 1, kSlotPages));
       auto pages = slot_pages(slot, a, b);
       for (int p : pages) next[p] = kUnmapped;
       begin(pages, next);
       absl::Status s = as_.munmap(page_addr(pages.front()), (b - a) * kPageSize);
-      STRESS_REQUIRE(s.ok(), "munmap: %s", std::string(s.message()).c_str());
-      end(pages, next);
+      STRESS_REQUIRE(s.ok() || injected(s, sh_), "munmap: %s", std::string(s.message()).c_str());
+      end(pages, done(s, next));
     } else if (op < 80) {  // mprotect part of an anonymous slot
       const int a = int(rng_.below(kSlotPages)), b = int(rng_.between(a + 1, kSlotPages));
       auto pages = slot_pages(slot, a, b);
@@ -208,8 +242,9 @@ class Writer {
       for (int p : pages) next[p] = st;
       begin(pages, next);
       absl::Status s = as_.mprotect(page_addr(pages.front()), (b - a) * kPageSize, prot);
-      STRESS_REQUIRE(s.ok(), "mprotect: %s", std::string(s.message()).c_str());
-      end(pages, next);
+      STRESS_REQUIRE(s.ok() || injected(s, sh_), "mprotect: %s",
+                     std::string(s.message()).c_str());
+      end(pages, done(s, next));
     } else if (op < 97) {  // mremap a whole slot onto another (moves the pages)
       int to = int(rng_.below(kSlots));
       if (to == slot) return;
@@ -226,15 +261,25 @@ class Writer {
       auto r = as_.mremap(slot_addr(slot), kSlotPages * kPageSize, kSlotPages * kPageSize,
                           kMremapMayMove | kMremapFixed, slot_addr(to));
       // A slot split into several VMAs cannot move in one call (EFAULT).
-      STRESS_REQUIRE(r.ok() || errno_of(r.status()) == EFAULT, "mremap: %s",
-                     std::string(r.status().message()).c_str());
-      end(pages, r.ok() ? next : cur_);
+      STRESS_REQUIRE(r.ok() || errno_of(r.status()) == EFAULT || injected(r.status(), sh_),
+                     "mremap: %s", std::string(r.status().message()).c_str());
+      if (!r.ok() && errno_of(r.status()) == EFAULT) {
+        end(pages, cur_);
+      } else {
+        end(pages, done(r.status(), next));
+      }
     } else {  // fork: the child shares the anonymous pages copy-on-write, then exits
       auto child = as_.fork();
-      STRESS_REQUIRE(child.ok(), "fork: %s", std::string(child.status().message()).c_str());
+      STRESS_REQUIRE(child.ok() || injected(child.status(), sh_), "fork: %s",
+                     std::string(child.status().message()).c_str());
+      if (!child.ok()) {
+        ++nomem_;
+        return;
+      }
       for (int i = 0; i < 4; ++i) {
         const int p = int(rng_.below(kPages));
         auto r = (*child)->fault(page_addr(p), Access::kWrite);
+        if (!r.ok() && injected(r.status(), sh_)) continue;
         STRESS_REQUIRE(r.ok() && *r == expected(cur_[p], true), "child fault on page %d", p);
       }
     }
@@ -246,11 +291,13 @@ class Writer {
   Rng rng_;
   int faulters_;
   std::array<State, kPages> cur_;
-  uint64_t ops_ = 0, checks_ = 0;
+  uint64_t ops_ = 0, checks_ = 0, nomem_ = 0;
 };
 
 void faulter(AddressSpace& as, Shared& sh, uint64_t seed) {
   Rng rng(seed);
+  std::optional<FailRandomAllocations> failing;
+  if (sh.failing) failing.emplace(sh.fail_one_in, rng.next());
   while (!sh.stop.load(std::memory_order_relaxed)) {
     if (sh.pause.load(std::memory_order_seq_cst)) {
       sh.parked.fetch_add(1, std::memory_order_seq_cst);
@@ -262,6 +309,7 @@ void faulter(AddressSpace& as, Shared& sh, uint64_t seed) {
     if (rng.one_in(16)) {  // a guard page between slots: never mapped
       const uint64_t a = page_addr(int(rng.below(kPages))) + kSlotPages * kPageSize;
       auto r = as.fault(a, write ? Access::kWrite : Access::kRead);
+      if (!r.ok() && injected(r.status(), sh)) continue;
       STRESS_REQUIRE(r.ok() && *r == FaultResult::kSigSegv, "fault on guard page %#" PRIx64, a);
       continue;
     }
@@ -271,9 +319,13 @@ void faulter(AddressSpace& as, Shared& sh, uint64_t seed) {
     const uint64_t addr = page_addr(p) + rng.below(kPageSize);
     auto r = as.fault(addr, write ? Access::kWrite : Access::kRead);
     const uint64_t v2 = pg.ver.load(std::memory_order_seq_cst);
-    STRESS_REQUIRE(r.ok(), "fault at %#" PRIx64 ": %s", addr,
+    STRESS_REQUIRE(r.ok() || injected(r.status(), sh), "fault at %#" PRIx64 ": %s", addr,
                    std::string(r.status().message()).c_str());
     sh.faults.fetch_add(1, std::memory_order_relaxed);
+    if (!r.ok()) {  // ENOMEM: the fault changed nothing
+      sh.fault_nomem.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
     // States the page had during the fault: after call g for every g from
     // the last completed before it to the last begun before it returned.
     const uint64_t g_first = v1 / 2, g_last = (v2 + 1) / 2;
@@ -299,14 +351,17 @@ void faulter(AddressSpace& as, Shared& sh, uint64_t seed) {
   }
 }
 
-void storm(VmaLockMode mode, double seconds, int nfaulters, uint64_t seed) {
+void storm(VmaLockMode mode, double seconds, int nfaulters, uint64_t seed,
+           uint64_t fail_one_in) {
   auto frames = std::make_shared<FrameAllocator>();
   AddressSpaceOptions opt;
   opt.fault_lock = mode;
   auto file = File::make("storm", kFilePages * kPageSize, {});
   Shared sh;
+  sh.failing = fail_one_in != 0;
+  sh.fail_one_in = fail_one_in;
   FaultStats stats;
-  uint64_t ops = 0, checks = 0;
+  uint64_t ops = 0, checks = 0, nomem = 0;
   {
     AddressSpace as(opt, frames);
     Writer writer(as, sh, file, seed, nfaulters);
@@ -321,19 +376,22 @@ void storm(VmaLockMode mode, double seconds, int nfaulters, uint64_t seed) {
     stats = as.fault_stats();
     ops = writer.ops();
     checks = writer.checks();
+    nomem = writer.nomem();
   }
   rcu::drain();
   STRESS_REQUIRE(frames->in_use() == 0, "%" PRIu64 " frames leaked", frames->in_use());
   STRESS_REQUIRE(sh.checked.load() > 0, "no fault outcome was checked");
   std::printf(
-      "%s: %s: %" PRIu64 " writer calls, %" PRIu64 " invariant checks, %" PRIu64
-      " faults (%" PRIu64 " outcomes checked, %" PRIu64 " unchecked); speculative %" PRIu64
-      ", locked %" PRIu64 " (marked %" PRIu64 ", seq %" PRIu64 ", anon_vma %" PRIu64
-      ", pte race %" PRIu64 ", no vma %" PRIu64 "), retries %" PRIu64 "\n",
-      program_name(), mode == VmaLockMode::kPerVma ? "per-vma" : "seqcount", ops, checks,
-      sh.faults.load(), sh.checked.load(), sh.unchecked.load(), stats.speculative, stats.locked,
-      stats.fb_marked, stats.fb_seq, stats.fb_anon_vma, stats.fb_pte_race, stats.fb_no_vma,
-      stats.seq_retries);
+      "%s: %s%s: %" PRIu64 " writer calls (%" PRIu64 " ENOMEM), %" PRIu64
+      " invariant checks, %" PRIu64 " faults (%" PRIu64 " outcomes checked, %" PRIu64
+      " unchecked, %" PRIu64 " ENOMEM); speculative %" PRIu64 ", locked %" PRIu64
+      " (marked %" PRIu64 ", seq %" PRIu64 ", anon_vma %" PRIu64 ", pte race %" PRIu64
+      ", no vma %" PRIu64 ", nomem %" PRIu64 "), retries %" PRIu64 "\n",
+      program_name(), mode == VmaLockMode::kPerVma ? "per-vma" : "seqcount",
+      sh.failing ? " + failing allocations" : "", ops, nomem, checks, sh.faults.load(),
+      sh.checked.load(), sh.unchecked.load(), sh.fault_nomem.load(), stats.speculative,
+      stats.locked, stats.fb_marked, stats.fb_seq, stats.fb_anon_vma, stats.fb_pte_race,
+      stats.fb_no_vma, stats.fb_nomem, stats.seq_retries);
 }
 
 }  // namespace
@@ -341,12 +399,17 @@ void storm(VmaLockMode mode, double seconds, int nfaulters, uint64_t seed) {
 
 int main(int argc, char** argv) {
   using namespace rcuvm::stress;
-  Args args(argc, argv, {}, "");
+  Args args(argc, argv, {"fail-one-in"}, " [--fail-one-in N (default 16)]");
   const double seconds = args.seconds(3);
   const int faulters = std::max(4, args.readers(4));
   const uint64_t seed = args.seed();
-  std::printf("%s: seed %" PRIu64 ", %d faulting threads\n", program_name(), seed, faulters);
-  storm(rcuvm::VmaLockMode::kSeqCount, seconds / 2, faulters, seed);
-  storm(rcuvm::VmaLockMode::kPerVma, seconds / 2, faulters, seed + 1000);
+  const uint64_t fail_one_in = std::max<uint64_t>(2, args.get_u64("fail-one-in", 16));
+  std::printf("%s: seed %" PRIu64 ", %d faulting threads, allocations failing 1 in %" PRIu64
+              " in the last two storms\n",
+              program_name(), seed, faulters, fail_one_in);
+  storm(rcuvm::VmaLockMode::kSeqCount, seconds / 4, faulters, seed, 0);
+  storm(rcuvm::VmaLockMode::kPerVma, seconds / 4, faulters, seed + 1000, 0);
+  storm(rcuvm::VmaLockMode::kSeqCount, seconds / 4, faulters, seed + 2000, fail_one_in);
+  storm(rcuvm::VmaLockMode::kPerVma, seconds / 4, faulters, seed + 3000, fail_one_in);
   return 0;
 }

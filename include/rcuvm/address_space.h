@@ -110,6 +110,16 @@ inline constexpr int kMadvCollapse = 25;
 // makes it fall back.
 enum class VmaLockMode { kSeqCount, kPerVma };
 
+// vm.overcommit_memory: may a call commit more memory? Calls charge the pages
+// that Linux charges (private writable mappings, shared anonymous memory
+// without MAP_NORESERVE, brk, mprotect to writable, mremap growth, stack
+// growth, fork's copies of charged VMAs) and fail with ENOMEM when refused.
+//   kGuess (0): the heuristic refuses one request larger than RAM + swap.
+//   kAlways (1): never refuses.
+// Mode 2 (strict accounting against a system-wide commit limit) needs the
+// commit total of every process on the machine; it is not modelled.
+enum class OvercommitMode { kGuess = 0, kAlways = 1 };
+
 // The layout of the address space; defaults are x86-64 Linux with 4-level
 // paging, an 8 MiB stack limit and ASLR off.
 struct AddressSpaceOptions {
@@ -125,6 +135,11 @@ struct AddressSpaceOptions {
   uint64_t brk = 0;
   // How fault() finds its VMA without the mmap mutex (see VmaLockMode).
   VmaLockMode fault_lock = VmaLockMode::kSeqCount;
+  // Overcommit policy, and the machine the heuristic compares a request
+  // with (pages). total_ram_pages == 0: no RAM size known, nothing refused.
+  OvercommitMode overcommit = OvercommitMode::kGuess;
+  uint64_t total_ram_pages = 0;
+  uint64_t total_swap_pages = 0;
 };
 
 // What a page fault did: resolved it, or the signal Linux would deliver.

@@ -140,6 +140,12 @@ class PageTable {
                 const std::function<void(uint64_t, Pte)>& fn) const;
   // Anonymous pages mapped in [start, end).
   uint64_t anon_pages(uint64_t start, uint64_t end) const;
+  // The kEntries entries of the level-`level` table on the path to addr
+  // (level kLevels - 1 is the root, level 0 holds the PTEs), or null when a
+  // table above it is missing. For page walks (rcuvm/page_walk.h), in the
+  // same context as get(); an entry above level 0 is non-zero exactly when
+  // the table below it exists.
+  const std::atomic<uint64_t>* table(uint64_t addr, unsigned level) const;
   // Tables allocated (all levels, the root included).
   uint64_t tables() const { return tables_.load(std::memory_order_relaxed); }
 

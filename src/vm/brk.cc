@@ -16,6 +16,7 @@ absl::Status brk_map(Txn& txn, Vma* prev, uint64_t addr, uint64_t len) {
   const VmFlags flags = vmf::kRead | vmf::kWrite | vmf::kMayRead | vmf::kMayWrite |
                         vmf::kMayExec | vmf::kAccount;
   if (mm.map_count > mm.opt.max_map_count) return errno_error(ENOMEM, "brk: map_count");
+  if (!mm.enough_memory(len >> kPageShift)) return errno_error(ENOMEM, "brk: overcommit");
   Vma* vma = nullptr;
   if (prev && prev->end == addr) {
     MergeState ms;

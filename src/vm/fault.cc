@@ -109,6 +109,7 @@ absl::Status expand_downwards(Txn& txn, Vma* vma, uint64_t addr) {
   if (grow > vma->pgoff) return errno_error(ENOMEM, "stack: offset underflow");
   // acct_stack_growth: the stack limit, not counting the guard page.
   if (size - kPageSize > mm.opt.stack_rlimit) return errno_error(ENOMEM, "stack: rlimit");
+  if (!mm.enough_memory(grow)) return errno_error(ENOMEM, "stack: overcommit");
   if (absl::Status s = set_range(txn, vma, address, vma->end, vma->pgoff - grow); !s.ok())
     return s;
   mm.total_vm += grow;

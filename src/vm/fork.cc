@@ -82,6 +82,8 @@ absl::Status dup_mm(Mm& parent, Mm& child) {
       dropped.emplace_back(e->first, e->last);
       continue;
     }
+    // dup_mmap charges each accounted VMA it copies.
+    if ((p->flags & vmf::kAccount) && !parent.enough_memory(p->pages())) return nomem();
     if (detail::allocation_should_fail()) return nomem();
     Vma* n = new Vma(static_cast<const VmaState&>(*p));
     n->owner = &child;

@@ -71,6 +71,16 @@ struct Mm {
   // its read-lock holders to leave. Returns false when already marked.
   bool mark(Vma* v);
 
+  // __vm_enough_memory: may one call commit `pages` more pages? (No global
+  // commit total is kept: see OvercommitMode.)
+  bool enough_memory(uint64_t pages) const {
+    if (opt.overcommit == OvercommitMode::kAlways || opt.total_ram_pages == 0) return true;
+    return pages <= opt.total_ram_pages + opt.total_swap_pages;
+  }
+  // Pages of [start, end) inside VMAs already charged (VM_ACCOUNT): what a
+  // MAP_FIXED mapping over them does not charge again.
+  uint64_t accounted_pages(uint64_t start, uint64_t end) const;
+
   // --- Lookups; caller holds mu.
   // The VMA containing addr, or null.
   Vma* lookup(uint64_t addr) const { return tree.load(addr); }

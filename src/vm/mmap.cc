@@ -35,11 +35,20 @@ absl::StatusOr<uint64_t> mmap_region(Txn& txn, const std::shared_ptr<File>& file
                                      uint64_t len, VmFlags vm_flags, uint64_t pgoff) {
   Mm& mm = txn.mm();
   const uint64_t end = addr + len;
+  // Private writable memory is charged to overcommit accounting, less what
+  // the mappings it replaces were charged; shared anonymous memory charges
+  // its whole object (shmem_acct_size). A refusal changes nothing: Linux
+  // checks before the old mappings go.
+  uint64_t charge = 0;
+  if ((vm_flags & (vmf::kNoReserve | vmf::kShared | vmf::kWrite)) == vmf::kWrite) {
+    vm_flags |= vmf::kAccount;
+    charge = (len >> kPageShift) - mm.accounted_pages(addr, end);
+  } else if (!file && (vm_flags & vmf::kShared) && !(vm_flags & vmf::kNoReserve)) {
+    charge = len >> kPageShift;
+  }
+  if (charge && !mm.enough_memory(charge)) return errno_error(ENOMEM, "mmap: overcommit");
   absl::Status s = unmap_range(txn, addr, end);
   if (!s.ok()) return s;
-  // Private writable memory is charged to overcommit accounting.
-  if ((vm_flags & (vmf::kNoReserve | vmf::kShared | vmf::kWrite)) == vmf::kWrite)
-    vm_flags |= vmf::kAccount;
   // The file's mmap hook runs after the old mapping is gone; when it refuses,
   // Linux leaves the hole (vms_abort_munmap_vmas).
   if (file && file->options.sync_capable && (vm_flags & vmf::kSync))

@@ -23,8 +23,11 @@ absl::Status fixup(Txn& txn, Vma* vma, Vma** pprev, uint64_t start, uint64_t end
   // Making private memory writable charges it; making it read-only again
   // gives the charge back only while no anonymous page exists.
   if (newflags & vmf::kWrite) {
-    if (!(old & (vmf::kAccount | vmf::kWrite | vmf::kHugetlb | vmf::kShared | vmf::kNoReserve)))
+    if (!(old & (vmf::kAccount | vmf::kWrite | vmf::kHugetlb | vmf::kShared | vmf::kNoReserve))) {
+      if (!txn.mm().enough_memory((end - start) >> kPageShift))
+        return errno_error(ENOMEM, "mprotect: overcommit");
       newflags |= vmf::kAccount;
+    }
   } else if ((old & vmf::kAccount) && vma->is_anonymous() && !vma->anon_vma) {
     newflags &= ~vmf::kAccount;
   }

@@ -21,6 +21,9 @@ struct Remap {
   uint64_t new_addr = 0;
   Vma* vma = nullptr;
   RemapType type = RemapType::kNoResize;
+  // |new_len - old_len| as the caller asked (vrm->delta): what a move or an
+  // expansion charges when the VMA is accounted.
+  uint64_t delta = 0;
 
   bool implies_new_addr() const { return flags & (kMremapFixed | kMremapDontUnmap); }
 };
@@ -112,9 +115,18 @@ void unmap_source(Txn& txn, Remap& r) {
   }
 }
 
+// vrm_calc_charge: an accounted VMA charges the growth, or the whole new
+// range when the old one stays (MREMAP_DONTUNMAP).
+bool enough_memory(const Mm& mm, const Remap& r) {
+  if (!(r.vma->flags & vmf::kAccount)) return true;
+  const uint64_t bytes = (r.flags & kMremapDontUnmap) ? r.new_len : r.delta;
+  return mm.enough_memory(bytes >> kPageShift);
+}
+
 absl::StatusOr<uint64_t> move_vma(Txn& txn, Remap& r) {
   Mm& mm = txn.mm();
   if (mm.map_count + 3 >= mm.opt.max_map_count) return errno_error(ENOMEM, "mremap: map_count");
+  if (!enough_memory(mm, r)) return errno_error(ENOMEM, "mremap: overcommit");
   Vma* n = copy_vma(txn, r);
   if (!n) return txn.nomem();
   // move_page_tables: the pages go with the mapping.
@@ -171,6 +183,7 @@ absl::StatusOr<uint64_t> expand(Txn& txn, Remap& r) {
                           !mm.find_intersection(vma->end, new_end) &&
                           new_end <= mm.opt.task_size;
   if (expandable) {
+    if (!enough_memory(mm, r)) return errno_error(ENOMEM, "mremap: overcommit");
     MergeState ms = state_of(vma, vma, vma->end, new_end);
     ms.middle = nullptr;
     ms.next = mm.find(vma->end);
@@ -221,6 +234,7 @@ absl::StatusOr<uint64_t> remap_move(Txn& txn, const Remap& whole) {
     r.addr = a;
     r.new_addr = target + offset;
     r.old_len = r.new_len = len;
+    r.delta = 0;
     absl::Status s = check_prep_vma(r);
     if (!s.ok()) return s;
     auto moved = mremap_to(txn, r);
@@ -244,6 +258,7 @@ absl::StatusOr<uint64_t> do_mremap(Txn& txn, uint64_t addr, uint64_t old_len, ui
   r.new_len = page_align(new_len);
   r.flags = flags;
   r.new_addr = new_addr;
+  r.delta = r.new_len > r.old_len ? r.new_len - r.old_len : r.old_len - r.new_len;
   const uint64_t task = mm.opt.task_size;
   if (flags & ~(kMremapFixed | kMremapMayMove | kMremapDontUnmap))
     return errno_error(EINVAL, "mremap: unknown flags");

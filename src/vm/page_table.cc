@@ -128,6 +128,16 @@ Pte PageTable::get(uint64_t addr) const {
   return t->e[index_of(addr, 0)].load(std::memory_order_acquire);
 }
 
+const std::atomic<uint64_t>* PageTable::table(uint64_t addr, unsigned level) const {
+  const Table* t = root_;
+  for (unsigned l = kLevels - 1; l > level; --l) {
+    uint64_t v = t->e[index_of(addr, l)].load(std::memory_order_acquire);  // (P2)
+    if (!v) return nullptr;
+    t = reinterpret_cast<const Table*>(v);
+  }
+  return t->e;
+}
+
 absl::Status PageTable::prepare(uint64_t addr, PtLog* log) {
   absl::Status s;
   slot(addr, /*create=*/true, log, &s);

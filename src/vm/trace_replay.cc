@@ -164,6 +164,11 @@ Replayer::Replayer(const Trace& trace) : trace_(trace) {
   h("max_map_count", o.max_map_count);
   h("start_brk", o.start_brk);
   h("brk", o.brk);
+  uint64_t overcommit = 0;
+  h("overcommit_memory", overcommit);
+  if (overcommit == 1) o.overcommit = OvercommitMode::kAlways;
+  if (overcommit == 2) unsupported_ = "overcommit_memory 2 (strict accounting) is not modelled";
+  o.total_ram_pages = kCaptureRamPages;
   space_ = std::make_unique<AddressSpace>(o);
   arena_ = trace.mode() == "arena";
   if (arena_) {
@@ -232,6 +237,10 @@ Replayed Replayer::run(const Step& s) {
   auto addr_result = [&](const absl::StatusOr<uint64_t>& a) {
     r.ret = a.ok() ? addr_ret(*a) : err_ret(a.status());
   };
+  if (!unsupported_.empty()) {
+    r.ret = "unsupported " + unsupported_;
+    return r;
+  }
   if (name == "mmap") {
     std::shared_ptr<File> f;
     auto it = files_.find(arg(5));

@@ -68,7 +68,17 @@ class Replayer {
   uint64_t base_ = 0, size_ = 0;
   std::unique_ptr<AddressSpace> space_;
   std::map<std::string, std::shared_ptr<File>> files_;
+  // Set when the header asks for something not modelled: every step then
+  // answers "unsupported <why>".
+  std::string unsupported_;
 };
+
+// RAM + swap of the machine the oracle traces were recorded on, in pages,
+// for the overcommit heuristic (the headers do not record it). The traces
+// bound it: a 4 GiB brk is refused (open-pure-s17), while 1 GiB of private
+// writable memory is charged without trouble (arena traces). 2 GiB is the
+// capture VM's order of size and lies inside those bounds.
+inline constexpr uint64_t kCaptureRamPages = (uint64_t{2} << 30) >> 12;
 
 // Prints a step in the "Replay output" format of FORMAT.md.
 void print_step(std::ostream& out, int n, const Replayed& r);

@@ -18,6 +18,14 @@ std::vector<Vma*> Mm::range(uint64_t start, uint64_t end) const {
   return out;
 }
 
+uint64_t Mm::accounted_pages(uint64_t start, uint64_t end) const {
+  uint64_t pages = 0;
+  for (const Vma* v : range(start, end))
+    if (v->flags & vmf::kAccount)
+      pages += (std::min(end, v->end) - std::max(start, v->start)) >> kPageShift;
+  return pages;
+}
+
 Txn::Txn(Mm& mm)
     : mm_(mm),
       map_count_(mm.map_count),
@@ -144,8 +152,15 @@ void Txn::rollback() {
   for (auto& [v, st] : saved_) static_cast<VmaState&>(*v) = st;
   // Piecewise restores leave one VMA as several adjacent entries; store each
   // VMA that was there whole again so the tree holds exactly one entry each.
+  // Only VMAs that were there before the call: one this call allocated (and
+  // a later store of the call covered) is gone from the tree again, and must
+  // stay gone (it is freed below).
+  auto allocated_here = [&](const Vma* v) {
+    return std::find(allocated_.begin(), allocated_.end(), v) != allocated_.end();
+  };
   for (const StoreRecord& rec : stores_)
-    for (const auto& e : rec.before) must_store(e.value->start, e.value->end - 1, e.value);
+    for (const auto& e : rec.before)
+      if (!allocated_here(e.value)) must_store(e.value->start, e.value->end - 1, e.value);
   for (Vma* v : touched_) v->publish_view();
   for (Vma* v : allocated_) {
     v->detached.store(true, std::memory_order_release);  // (V4)
