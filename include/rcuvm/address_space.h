@@ -28,8 +28,10 @@
 //     as one transaction that is rolled back completely on such a failure.
 //
 // Caveats
-//   - Not yet modelled: the overcommit heuristic (a brk or mapping larger
-//     than RAM is accepted), RLIMIT_MEMLOCK/DATA/AS, shadow stacks.
+//   - Overcommit: modes 0 (heuristic, against AddressSpaceOptions'
+//     total_ram_pages + total_swap_pages) and 1 only; mode 2 needs a
+//     machine-wide commit total. Not modelled: RLIMIT_MEMLOCK/DATA/AS,
+//     shadow stacks.
 #ifndef RCUVM_ADDRESS_SPACE_H_
 #define RCUVM_ADDRESS_SPACE_H_
 
