@@ -3,8 +3,10 @@
 // The walk runs entirely under the mmap mutex: the VMAs cannot change and no
 // table can be freed (tables are freed only by writers, at commit), so a
 // table found non-null stays valid for the whole walk. Lockless faults may
-// still create tables and fill empty entries meanwhile; every entry is read
-// with an acquire load (P2 in page_table.cc) so such an entry is seen whole.
+// still create tables and fill empty entries meanwhile; every slot and entry
+// is read with an acquire load (P2 in page_table.cc), which pairs with the CAS
+// that published the table (P1) or installed the entry (P3), so such a table
+// or entry is seen whole.
 #include "rcuvm/page_walk.h"
 
 #include <algorithm>
