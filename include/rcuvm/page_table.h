@@ -44,13 +44,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <unordered_map>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "rcuvm/rcu.h"
 
 namespace rcuvm {
@@ -71,25 +68,56 @@ inline constexpr bool present(Pte p) { return p & kPresent; }
 }  // namespace pte
 
 // Simulated physical memory: frame numbers with reference counts. Shared by
-// a process and its forked children. Thread-safe.
+// a process and its forked children. Thread-safe and lock-free: faults on
+// many threads allocate and count frames without a common lock.
+//
+// Frame numbers are 32-bit and reused: a freed frame goes on a free stack
+// and is handed out again. Each frame has a slot (its count and its link in
+// the free stack) in segments that double in size and are never freed
+// before the allocator, so a slot can always be read.
 class FrameAllocator {
  public:
   // The shared zero page: never allocated, never freed, not counted.
   static constexpr FrameId kZeroFrame = 1;
 
-  // A new frame with one reference. ENOMEM when fault injection says so.
+  FrameAllocator() = default;
+  ~FrameAllocator();
+  FrameAllocator(const FrameAllocator&) = delete;
+  FrameAllocator& operator=(const FrameAllocator&) = delete;
+
+  // A new frame with one reference. ENOMEM when fault injection says so or
+  // when all 2^32 - 2 frame numbers are in use.
   absl::StatusOr<FrameId> alloc();
   void get(FrameId f);
-  // Drops a reference; the frame is freed with the last one.
+  // Drops a reference; the frame is freed with the last one. Dropping a
+  // reference the frame does not have is a caller bug (checked in debug
+  // builds, ignored otherwise).
   void put(FrameId f);
+  // The frame's references (0 when free).
   uint32_t refcount(FrameId f) const;
   // Frames allocated and not yet freed.
-  uint64_t in_use() const;
+  uint64_t in_use() const { return in_use_.load(std::memory_order_relaxed); }
 
  private:
-  mutable absl::Mutex mu_;
-  std::unordered_map<FrameId, uint32_t> refs_ ABSL_GUARDED_BY(mu_);
-  FrameId next_ ABSL_GUARDED_BY(mu_) = 2;
+  struct Slot {
+    std::atomic<uint32_t> refs{0};
+    std::atomic<uint32_t> next_free{0};  // written before the push (F1)
+  };
+  static constexpr unsigned kFirstSegmentBits = 12;  // 4096 frames
+  static constexpr unsigned kSegments = 32 - kFirstSegmentBits + 1;
+  Slot& slot(FrameId f) const;
+
+  // Segment k holds frames [(2^k - 1) << 12, (2^(k+1) - 1) << 12). Set once
+  // by compare-and-swap (release), read with acquire.
+  mutable std::atomic<Slot*> segments_[kSegments] = {};
+  // Frame numbers never handed out start at next_ (fetch_add).
+  std::atomic<uint64_t> next_{2};
+  // Free stack: low 32 bits the top frame (0: empty), high 32 bits a tag
+  // that every change bumps, so a pop cannot be fooled by a frame that left
+  // and came back meanwhile (ABA). (F1) a push writes next_free, then
+  // publishes with a release CAS; a pop reads it after an acquire load.
+  std::atomic<uint64_t> free_top_{0};
+  std::atomic<uint64_t> in_use_{0};
 };
 
 // The undo record of a sequence of page-table writes (see Contracts).

@@ -2,6 +2,8 @@
 #include "rcuvm/page_table.h"
 
 #include <algorithm>
+#include <bit>
+#include <cassert>
 #include <cerrno>
 
 #include "rcuvm/fault_injection.h"
@@ -12,37 +14,100 @@ namespace rcuvm {
 
 // --- FrameAllocator
 
+FrameAllocator::~FrameAllocator() {
+  for (auto& seg : segments_) delete[] seg.load(std::memory_order_relaxed);
+}
+
+namespace {
+
+// Segment of frame f and f's index in it (see segments_).
+struct SegmentIndex {
+  unsigned segment;
+  uint64_t index;
+};
+
+template <unsigned kFirstBits>
+SegmentIndex segment_of(FrameId f) {
+  const uint64_t q = (f >> kFirstBits) + 1;
+  const unsigned k = static_cast<unsigned>(std::bit_width(q)) - 1;
+  return {k, f - (((uint64_t{1} << k) - 1) << kFirstBits)};
+}
+
+}  // namespace
+
+FrameAllocator::Slot& FrameAllocator::slot(FrameId f) const {
+  const auto [k, i] = segment_of<kFirstSegmentBits>(f);
+  Slot* seg = segments_[k].load(std::memory_order_acquire);
+  if (!seg) {
+    // First frame of this segment: a racing allocator's segment may win.
+    Slot* fresh = new Slot[uint64_t{1} << (k + kFirstSegmentBits)];
+    if (segments_[k].compare_exchange_strong(seg, fresh, std::memory_order_acq_rel,
+                                             std::memory_order_acquire))
+      seg = fresh;
+    else
+      delete[] fresh;
+  }
+  return seg[i];
+}
+
 absl::StatusOr<FrameId> FrameAllocator::alloc() {
   if (detail::allocation_should_fail()) return errno_error(ENOMEM, "no free frame");
-  vm::MuLock lock(&mu_);
-  FrameId f = next_++;
-  refs_[f] = 1;
+  FrameId f = 0;
+  uint64_t top = free_top_.load(std::memory_order_acquire);  // (F1)
+  while (uint32_t candidate = static_cast<uint32_t>(top)) {
+    // The slot may be stale if another thread took `candidate` meanwhile;
+    // then the tag moved and the CAS fails.
+    const uint32_t next = slot(candidate).next_free.load(std::memory_order_relaxed);
+    const uint64_t popped = (((top >> 32) + 1) << 32) | next;
+    if (free_top_.compare_exchange_weak(top, popped, std::memory_order_acquire,
+                                        std::memory_order_acquire)) {
+      f = candidate;
+      break;
+    }
+  }
+  if (!f) {
+    f = next_.fetch_add(1, std::memory_order_relaxed);
+    if (f > UINT32_MAX) {
+      next_.fetch_sub(1, std::memory_order_relaxed);
+      return errno_error(ENOMEM, "no free frame number");
+    }
+  }
+  slot(f).refs.store(1, std::memory_order_release);
+  in_use_.fetch_add(1, std::memory_order_relaxed);
   return f;
 }
 
 void FrameAllocator::get(FrameId f) {
   if (f == kZeroFrame) return;
-  vm::MuLock lock(&mu_);
-  ++refs_[f];
+  slot(f).refs.fetch_add(1, std::memory_order_relaxed);
 }
 
 void FrameAllocator::put(FrameId f) {
   if (f == kZeroFrame) return;
-  vm::MuLock lock(&mu_);
-  auto it = refs_.find(f);
-  if (it == refs_.end()) return;
-  if (--it->second == 0) refs_.erase(it);
+  Slot& s = slot(f);
+  uint32_t n = s.refs.load(std::memory_order_relaxed);
+  do {
+    assert(n != 0 && "put of a free frame");
+    if (n == 0) return;
+  } while (!s.refs.compare_exchange_weak(n, n - 1, std::memory_order_acq_rel,
+                                         std::memory_order_relaxed));
+  if (n != 1) return;
+  // The last reference: push f on the free stack (F1).
+  uint64_t top = free_top_.load(std::memory_order_relaxed);
+  uint64_t pushed;
+  do {
+    s.next_free.store(static_cast<uint32_t>(top), std::memory_order_relaxed);
+    pushed = (((top >> 32) + 1) << 32) | f;
+  } while (!free_top_.compare_exchange_weak(top, pushed, std::memory_order_release,
+                                            std::memory_order_relaxed));
+  in_use_.fetch_sub(1, std::memory_order_relaxed);
 }
 
 uint32_t FrameAllocator::refcount(FrameId f) const {
-  vm::MuLock lock(&mu_);
-  auto it = refs_.find(f);
-  return it == refs_.end() ? 0 : it->second;
-}
-
-uint64_t FrameAllocator::in_use() const {
-  vm::MuLock lock(&mu_);
-  return refs_.size();
+  if (f == kZeroFrame || f > UINT32_MAX) return 0;
+  const auto [k, i] = segment_of<kFirstSegmentBits>(f);
+  const Slot* seg = segments_[k].load(std::memory_order_acquire);
+  return seg ? seg[i].refs.load(std::memory_order_acquire) : 0;
 }
 
 // --- PageTable
