@@ -123,25 +123,39 @@ class Writer {
   static void check_invariant(const AddressSpace& as, const std::array<State, kPages>& cur) {
     absl::Status s = as.validate();
     STRESS_REQUIRE(s.ok(), "validate: %s", std::string(s.message()).c_str());
-    // The map is the model: each page mapped iff its state says so, with
-    // the model's protection.
+    check_map(as, cur, "");
+    // Exact frame reference counts: each anonymous frame is referenced by
+    // exactly the entries that map it, and no other frame is in use.
+    check_frames(as);
+  }
+
+  // The map is the model: each page mapped iff its state says so, with the
+  // model's protection. Faulters may run (they never change a VMA's range or
+  // protection).
+  static void check_map(const AddressSpace& as, const std::array<State, kPages>& cur,
+                        const char* when) {
     std::vector<VmaInfo> maps = as.maps();
     for (int p = 0; p < kPages; ++p) {
       const uint64_t a = page_addr(p);
       const VmaInfo* v = nullptr;
       for (const VmaInfo& m : maps)
         if (m.start <= a && a < m.end) v = &m;
-      STRESS_REQUIRE((v != nullptr) == (cur[p] != kUnmapped), "page %d (%#" PRIx64
-                     ") mapped=%d, model state %d", p, a, v != nullptr, cur[p]);
+      STRESS_REQUIRE((v != nullptr) == (cur[p] != kUnmapped), "%spage %d (%#" PRIx64
+                     ") mapped=%d, model state %d", when, p, a, v != nullptr, cur[p]);
       if (!v) continue;
       const VmFlags acc = v->flags & vmf::kAccessFlags;
       const VmFlags want = cur[p] == kAnonR ? vmf::kRead
                            : cur[p] == kAnonNone ? 0
                                                  : vmf::kRead | vmf::kWrite;
-      STRESS_REQUIRE(acc == want, "page %d prot %#" PRIx64 " model %#" PRIx64, p, acc, want);
+      STRESS_REQUIRE(acc == want, "%spage %d prot %#" PRIx64 " model %#" PRIx64, when, p, acc,
+                     want);
+      const bool file = cur[p] == kFileIn || cur[p] == kFileBeyond;
+      STRESS_REQUIRE((v->file != nullptr) == file, "%spage %d file-backed=%d, model state %d",
+                     when, p, v->file != nullptr, cur[p]);
     }
-    // Exact frame reference counts: each anonymous frame is referenced by
-    // exactly the entries that map it, and no other frame is in use.
+  }
+
+  static void check_frames(const AddressSpace& as) {
     std::map<FrameId, uint32_t> refs;
     as.page_table().for_each(0, ~uint64_t{0}, [&](uint64_t, Pte e) {
       if (e & pte::kAnon) ++refs[pte::frame(e)];
@@ -185,6 +199,8 @@ class Writer {
                                         const std::array<State, kPages>& next) {
     if (s.ok()) return next;
     ++nomem_;
+    // Nothing changed: the map is still the model, right now.
+    check_map(as_, cur_, "after an ENOMEM call: ");
     return cur_;
   }
 

@@ -32,9 +32,12 @@
 //    protection, covering the address (lock_vma_rcu) or the first ending
 //    above it (find_vma_rcu; only slots whose role may be unmapped may be
 //    skipped). When the slot's version did not move during the lookup, the
-//    answer must be exactly the model's. Under a read lock the VMA's own
-//    fields must equal the view. A fault (read or write) must give the
-//    outcome of a state the slot could have had (the model's, when stable).
+//    answer must be exactly the model's (lock_vma_rcu may find nothing only
+//    while another reader's fault, taking the mmap mutex path, holds the VMA
+//    marked: readers count their faults per slot). Under a read lock the
+//    VMA's own fields must equal the view. A fault (read or write) must give
+//    the outcome of a state the slot could have had (the model's, when
+//    stable).
 //    At the end, frame reference counts must be exact (write faults leave
 //    anonymous pages) and nothing may leak.
 // 2. Symmetric expansion. Beside the slots, a VMA M = [b, c) rw lies between
@@ -53,8 +56,13 @@
 // stays as it was and the readers' exact checks hold it to that), faults may
 // return ENOMEM and nothing else, and every check above still holds.
 //
+// Readers start together (they wait for the last one to be created) and run
+// at nice 19 (--reader-nice), so that hundreds of them do not starve the two
+// writers on a machine with few cores; --pause-us makes them sleep between
+// batches of 16 lookups instead of yielding.
+//
 //   vma_rcu_kernel_shape_stress --seconds 3 [--readers 200] [--iterations N]
-//                               [--fail-one-in N] [--seed N]
+//       [--fail-one-in 16] [--reader-nice 19] [--pause-us 0] [--seed N]
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -69,6 +77,10 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "rcuvm/address_space.h"
 #include "rcuvm/fault_injection.h"
@@ -177,9 +189,13 @@ std::string show(const VmaView& v) {
 
 // Per slot: ver is odd while the writer runs a call on the slot; state is
 // the slot's state after the last call (written before ver turns even).
+// Readers' faults on the slot count faults_started before and faults_done
+// after: a fault that takes the mmap mutex path marks the VMA like a writer,
+// so lock_vma_rcu may then legitimately find nothing.
 struct Slot {
   std::atomic<uint64_t> ver{0};
   std::atomic<uint8_t> state{kAbsent};
+  std::atomic<uint64_t> faults_started{0}, faults_done{0};
 };
 
 struct Counts {
@@ -201,8 +217,16 @@ struct Shared {
   std::array<Slot, kSlots> slots;
   // Even: M grows symmetrically (or rests); odd: it is being shrunk back.
   std::atomic<uint64_t> sym_epoch{0};
+  // Readers block on `go` until all of them exist (so that creating 200
+  // threads is not slowed down by the ones already spinning), then run
+  // until `stop`.
+  std::atomic<bool> go{false};
   std::atomic<bool> stop{false};
   bool failing = false;
+  // Microseconds each reader sleeps after a batch of lookups, so that the
+  // writers get their share of a small machine.
+  int pause_us = 0;
+  int reader_nice = 0;
 };
 
 // --- Checks made by readers.
@@ -249,13 +273,14 @@ void check_find(int i, uint64_t a, const VmaRef& r, bool stable, SlotState now) 
 }
 
 // lock_vma_rcu(a), a in slot i: the VMA containing a, read-locked.
-void check_lock(int i, uint64_t a, const VmaRef& r, bool stable, SlotState now, Counts& c) {
+void check_lock(int i, uint64_t a, const VmaRef& r, bool stable, bool quiet, SlotState now,
+                Counts& c) {
   const uint64_t base = slot_base(i), off = a - base;
   if (!r) {
-    // Empty: a hole, or a VMA marked by a writer changing it (never one of
-    // a slot no call touched during the lookup).
+    // Empty: a hole, or a VMA marked by a writer call or a locked fault
+    // (never one of a slot that neither touched during the lookup).
     ++c.lock_empty;
-    if (stable)
+    if (stable && quiet)
       STRESS_REQUIRE(!covering(layout(now), off),
                      "lock_vma_rcu(%#" PRIx64 ") found nothing in stable slot %d (state %d)", a,
                      i, int(now));
@@ -361,13 +386,20 @@ void slot_read(AddressSpace& as, Shared& sh, Rng& rng, Counts& c) {
     ++c.finds;
     check_find(i, a, r, stable, now);
   } else if (op < 7) {
+    // No fault of another reader in flight when the lookup began (done is
+    // read before started), and none begun until it ended.
+    const uint64_t d1 = s.faults_done.load(std::memory_order_seq_cst);
+    const uint64_t s1 = s.faults_started.load(std::memory_order_seq_cst);
     VmaRef r = as.lock_vma_rcu(a);
+    const bool quiet = s1 == d1 && s.faults_started.load(std::memory_order_seq_cst) == s1;
     const SlotState now = settle(stable);
     ++c.locks;
-    check_lock(i, a, r, stable, now, c);
+    check_lock(i, a, r, stable, quiet, now, c);
   } else {
     const bool write = rng.one_in(2);
+    s.faults_started.fetch_add(1, std::memory_order_seq_cst);
     auto r = as.fault(a, write ? Access::kWrite : Access::kRead);
+    s.faults_done.fetch_add(1, std::memory_order_seq_cst);
     const SlotState now = settle(stable);
     check_fault(i, a, write, r, stable, now, sh.failing, c);
   }
@@ -417,10 +449,16 @@ void sym_read(AddressSpace& as, Shared& sh, Rng& rng, Counts& c) {
 
 void reader(AddressSpace& as, Shared& sh, uint64_t seed, uint64_t fail_one_in, Counts& out) {
   rcu::ThreadScope scope;
+  // Readers run at a lower priority (Linux: niceness is per thread), so that
+  // on a machine with few cores the two writers are not starved by hundreds
+  // of readers. Best effort.
+  if (sh.reader_nice > 0)
+    (void)setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), sh.reader_nice);
   std::optional<FailRandomAllocations> failing;
   if (sh.failing) failing.emplace(fail_one_in, seed ^ 0x5bd1e995);
   Rng rng(seed);
   Counts c;
+  sh.go.wait(false, std::memory_order_acquire);
   while (!sh.stop.load(std::memory_order_relaxed)) {
     for (int k = 0; k < 16; ++k) {
       if (rng.one_in(4))
@@ -428,7 +466,10 @@ void reader(AddressSpace& as, Shared& sh, uint64_t seed, uint64_t fail_one_in, C
       else
         slot_read(as, sh, rng, c);
     }
-    std::this_thread::yield();
+    if (sh.pause_us > 0)
+      std::this_thread::sleep_for(std::chrono::microseconds(sh.pause_us));
+    else
+      std::this_thread::yield();
   }
   out = c;
 }
@@ -456,8 +497,10 @@ class SlotWriter {
     while (iterations_ < max_iterations && !deadline.passed()) {
       const int it = int(iterations_ % kPassIterations);
       const bool forward = (iterations_ / kPassIterations) % 2 == 0;
-      for (int n = 0; n < kGroups && !deadline.passed(); ++n)
+      int n = 0;
+      for (; n < kGroups && !deadline.passed(); ++n)
         iteration(forward ? n : kGroups - 1 - n, it);
+      if (n < kGroups) break;  // the time is up within the iteration
       ++iterations_;
       if (it == kPassIterations - 1) end_pass();
     }
@@ -704,6 +747,8 @@ void check_frames(const AddressSpace& as) {
 
 struct Config {
   int readers;
+  int pause_us;
+  int reader_nice;
   uint64_t iterations;
   uint64_t fail_one_in;
   uint64_t seed;
@@ -719,7 +764,7 @@ void run_phase(VmaLockMode mode, bool failing, double seconds, const Config& cfg
   std::vector<Counts> counts(size_t(cfg.readers));
   uint64_t iterations = 0, calls = 0, slot_nomem = 0, checks = 0, rounds = 0, grows = 0,
            sym_nomem = 0;
-  double setup_s = 0;
+  double setup_s = 0, run_s = 0, join_s = 0;
   {
     AddressSpace as(opt, frames);
     SlotWriter sw(as, *sh);
@@ -727,11 +772,15 @@ void run_phase(VmaLockMode mode, bool failing, double seconds, const Config& cfg
     sw.setup();
     yw.setup();
     sh->failing = failing;
+    sh->pause_us = cfg.pause_us;
+    sh->reader_nice = cfg.reader_nice;
     std::vector<std::thread> threads;
     threads.reserve(size_t(cfg.readers));
     for (int k = 0; k < cfg.readers; ++k)
       threads.emplace_back(reader, std::ref(as), std::ref(*sh), seed * 1000003 + uint64_t(k) + 1,
                            cfg.fail_one_in, std::ref(counts[size_t(k)]));
+    sh->go.store(true, std::memory_order_release);
+    sh->go.notify_all();
     setup_s = seconds_since(t0);
     // The writers' time starts once the readers are up (thread creation is
     // slow under sanitizers), but the phase as a whole stays bounded.
@@ -749,8 +798,10 @@ void run_phase(VmaLockMode mode, bool failing, double seconds, const Config& cfg
     }
     slots_done.store(true);
     sym.join();
+    run_s = seconds_since(t0) - setup_s;
     sh->stop.store(true);
     for (auto& t : threads) t.join();
+    join_s = seconds_since(t0) - setup_s - run_s;
     sw.check_model();
     yw.check_map(0);
     check_frames(as);
@@ -762,7 +813,9 @@ void run_phase(VmaLockMode mode, bool failing, double seconds, const Config& cfg
     grows = yw.grows();
     sym_nomem = yw.nomems();
   }
-  rcu::drain();
+  // (No rcu::drain() here: the page table gives its frames back when it is
+  // destroyed, and after 200 threads TSAN can no longer match the
+  // suppression of liburcu's barrier.)
   STRESS_REQUIRE(frames->in_use() == 0, "%" PRIu64 " frames leaked", frames->in_use());
   Counts total;
   for (const Counts& c : counts) total.add(c);
@@ -772,11 +825,11 @@ void run_phase(VmaLockMode mode, bool failing, double seconds, const Config& cfg
       " model checks; symmetric: %" PRIu64 " rounds, %" PRIu64 " growths (%" PRIu64
       " ENOMEM retried); readers: %" PRIu64 " find_vma_rcu, %" PRIu64 " lock_vma_rcu (%" PRIu64
       " empty), %" PRIu64 " faults (%" PRIu64 " ENOMEM), %" PRIu64 " exact, %" PRIu64
-      " symmetric strict, %" PRIu64 " loose; setup %.2fs, total %.2fs\n",
+      " symmetric strict, %" PRIu64 " loose; setup %.2fs, run %.2fs, join %.2fs, total %.2fs\n",
       program_name(), mode == VmaLockMode::kPerVma ? "per-vma" : "seqcount",
       failing ? " + failing allocations" : "", iterations, calls, slot_nomem, checks, rounds,
       grows, sym_nomem, total.finds, total.locks, total.lock_empty, total.faults,
-      total.fault_nomem, total.exact, total.sym_strict, total.sym_loose, setup_s,
+      total.fault_nomem, total.exact, total.sym_strict, total.sym_loose, setup_s, run_s, join_s,
       seconds_since(t0));
   std::fflush(stdout);
 }
@@ -786,11 +839,14 @@ void run_phase(VmaLockMode mode, bool failing, double seconds, const Config& cfg
 
 int main(int argc, char** argv) {
   using namespace rcuvm::stress;
-  Args args(argc, argv, {"iterations", "fail-one-in"},
-            " [--iterations N (default 10000)] [--fail-one-in N (default 16)]");
+  Args args(argc, argv, {"iterations", "fail-one-in", "pause-us", "reader-nice"},
+            " [--iterations N (default 10000)] [--fail-one-in N (default 16)]"
+            " [--pause-us N (default 0: yield)] [--reader-nice N (default 19)]");
   const double seconds = args.seconds(3);
   Config cfg;
   cfg.readers = std::max(1, args.readers(200));
+  cfg.pause_us = int(args.get_u64("pause-us", 0));
+  cfg.reader_nice = int(std::min<uint64_t>(19, args.get_u64("reader-nice", 19)));
   cfg.iterations = args.get_u64("iterations", 10000);
   cfg.fail_one_in = std::max<uint64_t>(2, args.get_u64("fail-one-in", 16));
   cfg.seed = args.seed();

@@ -198,5 +198,41 @@ TEST(FaultInjection, EveryAllocationOfEveryCallChangesNothing) {
   std::printf("injected %d allocation failures\n", failures);
 }
 
+// A multi-VMA move onto a mapping: the call creates VMAs and then replaces
+// them within the same call. A rollback must not put those back into the
+// tree (it once did, leaving a freed VMA mapped).
+TEST(FaultInjection, RolledBackMoveLeavesNoVmaItCreated) {
+  auto f = File::make("f", 64 * P, {.readable = true, .writable = true});
+  const int fixed = kMapPrivate | kMapFixed;
+  auto setup = [&](AddressSpace& as) {
+    ASSERT_TRUE(as.mmap(pg(0), 3 * P, kRw, fixed, f, 0).ok());
+    ASSERT_TRUE(as.mmap(pg(3), 2 * P, kProtNone, fixed, f, 3 * P).ok());
+    ASSERT_TRUE(as.mmap(pg(5), 3 * P, kProtRead, fixed, f, 5 * P).ok());
+    ASSERT_TRUE(as.mmap(pg(20), 8 * P, kRw, fixed, f, 0).ok());
+  };
+  int failures = 0;
+  for (uint64_t n = 1;; ++n) {
+    AddressSpace as;
+    setup(as);
+    const Snapshot before = snap(as);
+    absl::StatusOr<uint64_t> r = errno_error(EINVAL, "");
+    bool fired;
+    {
+      FailNthAllocation fail(n);
+      r = as.mremap(pg(0), 8 * P, 8 * P, kMremapMayMove | kMremapFixed, pg(20));
+      fired = fail.fired();
+    }
+    ASSERT_TRUE(as.validate().ok()) << "n=" << n << ": " << as.validate();
+    if (!fired) {
+      ASSERT_TRUE(r.ok()) << r.status();
+      break;
+    }
+    ++failures;
+    EXPECT_EQ(err(r), ENOMEM) << "n=" << n;
+    EXPECT_EQ(snap(as), before) << "n=" << n;
+  }
+  EXPECT_GT(failures, 20);
+}
+
 }  // namespace
 }  // namespace rcuvm::testing
