@@ -35,7 +35,7 @@ WAYS = {"fault_present": ["touch", "seqcount", "pervma"],
 LABEL = {"touch": "(a) touch (mmap mutex)", "seqcount": "(b) fault, kSeqCount",
          "pervma": "(c) fault, kPerVma", "find_vma": "(a) find_vma (mmap mutex)",
          "find_vma_rcu": "(b) find_vma_rcu", "lock_vma_rcu": "(c) lock_vma_rcu"}
-WRITERS = ["none", "churn", "paced"]
+WRITERS = ["none", "churn", "paced", "other_mm"]
 THREADS = [1, 2, 4]
 NAME = re.compile(r"^(\w+)/(\w+)/writer:(\w+)/")
 
@@ -72,6 +72,14 @@ def val(rows, key, field):
     if r is None or "error" in r or r.get(field) is None:
         return None
     return float(r[field])
+
+
+def cpu_ns(rows, key):
+    r = rows.get(key)
+    if r is None or "error" in r or r.get("cpu_time") is None:
+        return None
+    scale = {"ns": 1, "us": 1e3, "ms": 1e6, "s": 1e9}[r.get("time_unit", "ns")]
+    return float(r["cpu_time"]) * scale
 
 
 def mops(v):
@@ -118,6 +126,16 @@ def tables(runs):
                 lines.append([LABEL[way], w] + cells)
         table(f"{title}: M per second, summed over threads (median; ± coefficient of variation)",
               header, lines)
+        # CPU time per item: the CPU time of all benchmark threads (not the
+        # writer) over all items; less sensitive to a shared machine than
+        # wall time, but blind to time spent blocked (mutex waits).
+        lines = []
+        for way in WAYS[kind]:
+            for w in WRITERS:
+                cells = [num(cpu_ns(rows, (kind, way, w, t)))
+                         for _, rows, _ in runs for t in THREADS]
+                lines.append([LABEL[way], w] + cells)
+        table(f"{title}: CPU ns per item, benchmark threads only (median)", header, lines)
         # Counters.
         if kind == "lookup":
             fields = [("find_vma_rcu", "retries_per_lookup"), ("lock_vma_rcu", "miss_frac")]
@@ -131,9 +149,9 @@ def tables(runs):
                          for t in THREADS]
                 lines.append([f"{LABEL[way]}: {field}", w] + cells)
         for way in WAYS[kind]:
-            for w in ("churn", "paced"):
-                cells = [num(val(rows, (kind, way, w, t), "writer_ops_per_s")) for _, rows, _ in runs
-                         for t in THREADS]
+            for w in WRITERS[1:]:
+                cells = [num(val(rows, (kind, way, w, t), "writer_ops_per_s"))
+                         for _, rows, _ in runs for t in THREADS]
                 lines.append([f"{LABEL[way]}: writer ops/s", w] + cells)
         table(f"{title}: counters (median)", header, lines)
     goals(runs, names)
@@ -144,30 +162,39 @@ def goals(runs, names):
     lines = []
     for kind in ("fault_present", "fault_first_touch"):
         for t in THREADS:
-            for w in ("churn", "paced"):
+            for w in WRITERS[1:]:
                 cells = [num(ratio(val(r, (kind, "pervma", w, t), "items_per_second"),
                                    val(r, (kind, "pervma", "none", t), "items_per_second")))
                          for _, r, _ in runs]
                 lines.append([f"{kind} (c) writer:{w} / writer:none, {t} thr",
                               "≥ 0.9" if t == 2 and w == "churn" else ""] + cells)
         for t in THREADS:
-            for w in ("churn", "paced", "none"):
+            for w in WRITERS[1:]:
+                cells = [num(ratio(cpu_ns(r, (kind, "pervma", "none", t)),
+                                   cpu_ns(r, (kind, "pervma", w, t))))
+                         for _, r, _ in runs]
+                lines.append([f"{kind} (c) CPU-time throughput writer:{w} / writer:none, {t} thr",
+                              ""] + cells)
+        for t in THREADS:
+            for w in WRITERS:
                 cells = [num(ratio(val(r, (kind, "pervma", w, t), "items_per_second"),
                                    val(r, (kind, "touch", w, t), "items_per_second")))
                          for _, r, _ in runs]
                 lines.append([f"{kind} (c) / (a), writer:{w}, {t} thr",
                               "≥ 3" if t == 2 and w == "churn" else ""] + cells)
         for t in THREADS:
-            cells = [num(ratio(val(r, (kind, "seqcount", "churn", t), "items_per_second"),
-                               val(r, (kind, "seqcount", "none", t), "items_per_second")))
-                     for _, r, _ in runs]
-            lines.append([f"{kind} (b) writer:churn / writer:none, {t} thr", ""] + cells)
+            for w in WRITERS[1:]:
+                cells = [num(ratio(val(r, (kind, "seqcount", w, t), "items_per_second"),
+                                   val(r, (kind, "seqcount", "none", t), "items_per_second")))
+                         for _, r, _ in runs]
+                lines.append([f"{kind} (b) writer:{w} / writer:none, {t} thr", ""] + cells)
     for t in THREADS:
         for way in ("find_vma", "find_vma_rcu", "lock_vma_rcu"):
-            cells = [num(ratio(val(r, ("lookup", way, "churn", t), "items_per_second"),
-                               val(r, ("lookup", way, "none", t), "items_per_second")))
-                     for _, r, _ in runs]
-            lines.append([f"lookup {way} writer:churn / writer:none, {t} thr", ""] + cells)
+            for w in WRITERS[1:]:
+                cells = [num(ratio(val(r, ("lookup", way, w, t), "items_per_second"),
+                                   val(r, ("lookup", way, "none", t), "items_per_second")))
+                         for _, r, _ in runs]
+                lines.append([f"lookup {way} writer:{w} / writer:none, {t} thr", ""] + cells)
     table("Goals and ratios (of medians)", header, lines)
 
 
@@ -192,37 +219,46 @@ def figures(runs, out):
     os.makedirs(out, exist_ok=True)
     path0, rows, context = runs[0]
     colors = {0: "tab:red", 1: "tab:blue", 2: "tab:green"}
-    styles = {"none": ("-", "o"), "churn": ("--", "s"), "paced": (":", "^")}
+    styles = {"none": ("-", "o"), "churn": ("--", "s"), "paced": (":", "^"),
+              "other_mm": ("-.", "x")}
     written = []
     for kind, title in KINDS:
-        fig, ax = plt.subplots(figsize=(7, 4.5))
+        fig, axes = plt.subplots(1, 2, figsize=(11, 5))
         for i, way in enumerate(WAYS[kind]):
             for w in WRITERS:
-                pts = [(t, val(rows, (kind, way, w, t), "items_per_second")) for t in THREADS]
-                pts = [(t, v / 1e6) for t, v in pts if v is not None]
-                if not pts:
-                    continue
                 ls, mk = styles[w]
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], linestyle=ls, marker=mk,
-                        color=colors[i], label=f"{LABEL[way]}, writer: {w}")
-        ax.set_xticks(THREADS)
-        ax.set_xlabel("faulting / looking-up threads")
-        ax.set_ylabel("M per second (all threads)")
-        ax.set_ylim(bottom=0)
+                wall = [(t, val(rows, (kind, way, w, t), "items_per_second")) for t in THREADS]
+                wall = [(t, v / 1e6) for t, v in wall if v is not None]
+                cpu = [(t, cpu_ns(rows, (kind, way, w, t))) for t in THREADS]
+                cpu = [(t, 1e3 / v) for t, v in cpu if v]
+                for ax, pts in ((axes[0], wall), (axes[1], cpu)):
+                    if pts:
+                        ax.plot([p[0] for p in pts], [p[1] for p in pts], linestyle=ls, marker=mk,
+                                color=colors[i], label=f"{LABEL[way]}, writer: {w}")
         cpus = context.get("num_cpus")
-        ax.set_title(f"{title} ({cpus} CPUs; median)" if cpus else title)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, ncol=1, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        axes[0].set_ylabel("M per second, all threads (wall clock)")
+        axes[1].set_ylabel("M per CPU-second of the benchmark threads")
+        axes[0].set_title("throughput (median)")
+        axes[1].set_title("1 / CPU time per item (median)")
+        for ax in axes:
+            ax.set_xticks(THREADS)
+            ax.set_xlabel("faulting / looking-up threads")
+            ax.set_ylim(bottom=0)
+            ax.grid(True, alpha=0.3)
+        fig.suptitle(f"{title}, {cpus} CPUs" if cpus else title)
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, fontsize=7, ncol=3, loc="lower center")
+        fig.tight_layout(rect=(0, 0.17, 1, 1))
         path = os.path.join(out, f"faults_{kind}.png")
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=100)
         plt.close(fig)
         written.append(path)
     return written
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("json", nargs="+")
     ap.add_argument("--out", default="docs/img")
     ap.add_argument("--tables", action="store_true")

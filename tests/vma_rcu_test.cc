@@ -50,6 +50,48 @@ TEST(VmaRcu, FindVmaRcuReturnsCountedHandle) {
   rcu::drain();
 }
 
+// A close hook that holds its writer (count odd, mmap mutex held) until the
+// test releases it.
+struct BlockingClose : VmaOps {
+  std::atomic<bool>* entered;
+  std::atomic<bool>* release;
+  void close(const VmaState&) const override {
+    entered->store(true);
+    while (!release->load()) std::this_thread::yield();
+  }
+  bool has_close() const override { return true; }
+};
+
+TEST(VmaRcu, FindVmaRcuTakesTheMutexWhenAWriterSpoilsEveryAttempt) {
+  AddressSpace as;
+  map_anon(as, 0, 2, kRw);
+  std::atomic<bool> entered{false}, release{false};
+  BlockingClose ops;
+  ops.entered = &entered;
+  ops.release = &release;
+  VmaState st;
+  st.start = pg(10);
+  st.end = pg(11);
+  st.pgoff = pg(10) >> kPageShift;
+  st.flags = vmf::kRead | vmf::kMayRead | vmf::kMayWrite;
+  st.ops = &ops;
+  ASSERT_TRUE(as.install(st).ok());
+  std::thread writer([&] { EXPECT_TRUE(as.munmap(pg(10), P).ok()); });
+  while (!entered.load()) std::this_thread::yield();
+  std::thread reader([&] {
+    VmaRef v = as.find_vma_rcu(pg(0));
+    ASSERT_TRUE(v);
+    EXPECT_EQ(v->start, pg(0));
+  });
+  // Every attempt finds the count odd; then the reader waits on the mutex.
+  while (as.fault_stats().lookup_retries < 8) std::this_thread::yield();
+  release = true;
+  reader.join();
+  writer.join();
+  EXPECT_EQ(as.fault_stats().lookup_locked, 1u);
+  EXPECT_EQ(as.fault_stats().lookup_retries, 8u);
+}
+
 TEST(VmaRcu, LockVmaRcuRefusesMarkedAndHoles) {
   AddressSpace as(with(VmaLockMode::kPerVma));
   map_anon(as, 0, 4, kRw);

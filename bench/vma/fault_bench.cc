@@ -34,13 +34,13 @@
 //   fault_first_touch/<path>/writer:<w>  a one-byte WRITE fault on a page
 //       never touched since the VMA was emptied: allocates a frame (the
 //       FrameAllocator, one mutex) and installs a new anonymous PTE (CAS on
-//       the speculative paths). A fresh region of 4,096 VMAs x 64 pages =
-//       262,144 pages is built before each run, outside the timing, with the
+//       the speculative paths). A fresh region of 16,384 VMAs x 64 pages =
+//       1,048,576 pages is built before each run, outside the timing, with the
 //       anon_vma of every VMA already prepared (one page written, then
 //       MADV_DONTNEED), so no fault needs to change a VMA. The run has a fixed
 //       iteration count: every page is faulted exactly once, thread t of T
 //       taking the t-th contiguous 1/T of the pages, in address order; after
-//       the run the benchmark checks that all 262,144 pages are resident.
+//       the run the benchmark checks that all 1,048,576 pages are resident.
 //   lookup/<way>/writer:<w>  one lookup of a random address of the same
 //       1,000-VMA region (the same address sequence as fault_present), the
 //       handle dropped at once: find_vma (mutex), find_vma_rcu (b),
@@ -55,6 +55,10 @@
 //               interference of a writer without its CPU cost (this machine
 //               has two cores, so a tight-loop writer also takes a core away
 //               from the faulting threads).
+//        other_mm  the churn writer on ANOTHER AddressSpace (an empty one of
+//               its own): a control. It shares no lock, count, VMA or tree
+//               node with the faulting threads, only the CPUs, the allocator
+//               and RCU (grace periods of liburcu-memb, its call_rcu thread).
 //
 // Counters: items_per_second: faults (lookups) per second summed over the
 // threads (UseRealTime). writer_ops_per_s: the writer's mmap and munmap calls
@@ -63,8 +67,9 @@
 // completed on the locked path / all faults), retries_per_fault (seq_retries /
 // faults: speculative attempts retried before success or fallback),
 // fb_seq_frac, fb_marked_frac, fb_other_frac (fallbacks by reason / faults).
-// lookup/find_vma_rcu: retries_per_lookup (seq_retries / lookups: one per
-// loop that found the count odd or moved). lookup/lock_vma_rcu: miss_frac
+// lookup/find_vma_rcu: retries_per_lookup (lookup_retries / lookups: one per
+// attempt that found the count odd or moved), locked_frac (lookups that gave
+// up after 8 attempts and took the mmap mutex). lookup/lock_vma_rcu: miss_frac
 // (lookups that returned no handle: the VMA was write-marked).
 #include <algorithm>
 #include <array>
@@ -132,7 +137,7 @@ void must_fault(const absl::StatusOr<FaultResult>& r) {
 }
 
 enum class Path { kMutex, kSeqCount, kPerVma };
-enum class WriterMode { kNone, kChurn, kPaced };
+enum class WriterMode { kNone, kChurn, kPaced, kOtherMm };
 
 const char* writer_name(WriterMode w) {
   switch (w) {
@@ -142,6 +147,8 @@ const char* writer_name(WriterMode w) {
       return "churn";
     case WriterMode::kPaced:
       return "paced";
+    case WriterMode::kOtherMm:
+      return "other_mm";
   }
   return "?";
 }
@@ -250,9 +257,19 @@ class Writer {
 struct Shared {
   AddressSpace* as = nullptr;
   std::unique_ptr<AddressSpace> owned;  // first_touch: this run's own map
+  std::unique_ptr<AddressSpace> other;  // writer:other_mm: the writer's map
   std::unique_ptr<Writer> writer;
   FaultStats before;
 };
+
+void start_writer(Shared& sh, WriterMode wm) {
+  AddressSpace* target = sh.as;
+  if (wm == WriterMode::kOtherMm) {
+    sh.other = std::make_unique<AddressSpace>();
+    target = sh.other.get();
+  }
+  sh.writer = std::make_unique<Writer>(*target, wm);
+}
 
 std::atomic<Shared*> g_shared{nullptr};
 std::atomic<int> g_done{0};  // threads other than 0 past their loop
@@ -291,7 +308,8 @@ std::unique_ptr<Shared> leave_run(benchmark::State& state) {
 void fault_counters(benchmark::State& state, const Shared& sh) {
   const FaultStats a = sh.as->fault_stats();
   const FaultStats& b = sh.before;
-  const double faults = static_cast<double>((a.speculative - b.speculative) + (a.locked - b.locked));
+  const double faults =
+      static_cast<double>((a.speculative - b.speculative) + (a.locked - b.locked));
   if (faults == 0) return;
   auto frac = [&](uint64_t x, uint64_t y) { return static_cast<double>(x - y) / faults; };
   state.counters["fallback_frac"] = frac(a.locked, b.locked);
@@ -313,7 +331,7 @@ void BM_fault_present(benchmark::State& state, Path path, WriterMode wm) {
   if (state.thread_index() == 0) {
     sh = new Shared;
     sh->as = &populated_space(mode_of(path));
-    sh->writer = std::make_unique<Writer>(*sh->as, wm);
+    start_writer(*sh, wm);
   }
   sh = join_run(state, sh);
   AddressSpace& as = *sh->as;
@@ -341,7 +359,7 @@ void BM_fault_first_touch(benchmark::State& state, Path path, WriterMode wm) {
     sh = new Shared;
     sh->owned = first_touch_space(mode_of(path));
     sh->as = sh->owned.get();
-    sh->writer = std::make_unique<Writer>(*sh->as, wm);
+    start_writer(*sh, wm);
   }
   sh = join_run(state, sh);
   AddressSpace& as = *sh->as;
@@ -374,7 +392,7 @@ void BM_lookup(benchmark::State& state, Path path, WriterMode wm) {
   if (state.thread_index() == 0) {
     sh = new Shared;
     sh->as = &populated_space(VmaLockMode::kPerVma);
-    sh->writer = std::make_unique<Writer>(*sh->as, wm);
+    start_writer(*sh, wm);
   }
   sh = join_run(state, sh);
   const AddressSpace& as = *sh->as;
@@ -410,10 +428,13 @@ void BM_lookup(benchmark::State& state, Path path, WriterMode wm) {
   else if (misses)
     die("lookup: no VMA found inside the region");
   if (auto done = leave_run(state); done && path == Path::kSeqCount) {
-    const double retries =
-        static_cast<double>(done->as->fault_stats().seq_retries - done->before.seq_retries);
-    state.counters["retries_per_lookup"] =
-        benchmark::Counter(retries, benchmark::Counter::kAvgIterations);
+    const FaultStats now = done->as->fault_stats();
+    state.counters["retries_per_lookup"] = benchmark::Counter(
+        static_cast<double>(now.lookup_retries - done->before.lookup_retries),
+        benchmark::Counter::kAvgIterations);
+    state.counters["locked_frac"] = benchmark::Counter(
+        static_cast<double>(now.lookup_locked - done->before.lookup_locked),
+        benchmark::Counter::kAvgIterations);
   }
 }
 
@@ -427,7 +448,8 @@ void register_all() {
   const std::array<Named, 3> lookups = {{{"find_vma", Path::kMutex},
                                          {"find_vma_rcu", Path::kSeqCount},
                                          {"lock_vma_rcu", Path::kPerVma}}};
-  const WriterMode writers[] = {WriterMode::kNone, WriterMode::kChurn, WriterMode::kPaced};
+  const WriterMode writers[] = {WriterMode::kNone, WriterMode::kChurn, WriterMode::kPaced,
+                                WriterMode::kOtherMm};
   const int thread_counts[] = {1, 2, 4};
   auto name = [](const char* kind, const char* way, WriterMode w) {
     return std::string(kind) + "/" + way + "/writer:" + writer_name(w);
@@ -452,8 +474,8 @@ void register_all() {
       }
   for (WriterMode w : writers)
     for (const Named& p : lookups) {
-      auto* b = benchmark::RegisterBenchmark(name("lookup", p.name, w).c_str(), BM_lookup,
-                                             p.path, w);
+      auto* b =
+          benchmark::RegisterBenchmark(name("lookup", p.name, w).c_str(), BM_lookup, p.path, w);
       b->UseRealTime()->Unit(benchmark::kNanosecond);
       for (int t : thread_counts) b->Threads(t);
     }

@@ -162,6 +162,10 @@ struct FaultStats {
   uint64_t fb_no_vma = 0;    // no usable VMA (hole next to a growsdown VMA...)
   uint64_t fb_nomem = 0;     // an allocation failed
   uint64_t seq_retries = 0;  // speculative attempts retried (not fallbacks)
+  // find_vma_rcu: attempts retried because the count was odd or moved, and
+  // lookups that gave up on the count and took the mmap mutex.
+  uint64_t lookup_retries = 0;
+  uint64_t lookup_locked = 0;
   uint64_t fallbacks() const {
     return fb_marked + fb_seq + fb_anon_vma + fb_pte_race + fb_no_vma + fb_nomem;
   }
@@ -267,8 +271,9 @@ class AddressSpace {
 
   // The first VMA with end > addr (find_vma), found by the seqlock design:
   // read the sequence count, look up under RCU, take a reference, retry if
-  // the count moved. Empty when there is none. Lock-free for readers; waits
-  // (yields) while a writer holds the count odd.
+  // the count moved. Empty when there is none. After a few attempts that a
+  // writer spoiled, it takes the mmap mutex for one locked lookup, so its
+  // latency is bounded by one writer call (like a fault's fallback).
   VmaRef find_vma_rcu(uint64_t addr) const;
   // The VMA containing addr, read-locked (lock_vma_under_rcu): empty when
   // there is none, or when it is write-marked by a writer that still holds

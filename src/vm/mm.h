@@ -42,10 +42,33 @@ struct Mm {
   // count is complete (and visible) before the writer reads a PTE, and every
   // later one sees the odd count and backs off.
   absl::Mutex install_mu;
-  // Fault-path counters; relaxed atomics, any thread.
-  struct Counters {
-    std::atomic<uint64_t> speculative{0}, locked{0}, fb_marked{0}, fb_seq{0},
-        fb_anon_vma{0}, fb_pte_race{0}, fb_no_vma{0}, fb_nomem{0}, seq_retries{0};
+  // Fault and lookup counters (FaultStats). Any thread adds with relaxed
+  // atomics to its own shard, so faulting threads do not share a cache
+  // line; a reader sums the shards (a moment's snapshot, not atomic).
+  class Counters {
+   public:
+    enum Id {
+      kSpeculative, kLocked, kFbMarked, kFbSeq, kFbAnonVma, kFbPteRace, kFbNoVma,
+      kFbNomem, kSeqRetries, kLookupRetries, kLookupLocked, kCount
+    };
+    void add(Id id) { shards_[shard_index()].v[id].fetch_add(1, std::memory_order_relaxed); }
+    uint64_t sum(Id id) const {
+      uint64_t n = 0;
+      for (const Shard& s : shards_) n += s.v[id].load(std::memory_order_relaxed);
+      return n;
+    }
+
+   private:
+    static constexpr unsigned kShards = 16;
+    struct alignas(64) Shard {
+      std::atomic<uint64_t> v[kCount] = {};
+    };
+    static unsigned shard_index() {
+      static std::atomic<unsigned> next{0};
+      thread_local const unsigned mine = next.fetch_add(1, std::memory_order_relaxed) % kShards;
+      return mine;
+    }
+    Shard shards_[kShards];
   } counters;
   // Written under mu; walked locklessly by later layers.
   PageTable pt;

@@ -20,6 +20,8 @@ namespace rcuvm {
 namespace {
 
 constexpr int kAttempts = 4;
+// find_vma_rcu attempts (odd count or moved count) before the mutex.
+constexpr int kLookupAttempts = 8;
 
 // Takes v's read lock unless a writer marked it (vma_start_read).
 bool read_trylock(const vm::Mm& mm, Vma* v) {
@@ -39,7 +41,7 @@ enum class Step { kDone, kRetry, kFallback };
 struct Attempt {
   Step step = Step::kRetry;
   FaultResult result = FaultResult::kOk;
-  std::atomic<uint64_t>* reason = nullptr;  // counter of a fallback or retry
+  vm::Mm::Counters::Id reason = vm::Mm::Counters::kCount;  // of a fallback or retry
 };
 
 // What the fault does to the entry, decided from the view and the old entry
@@ -92,24 +94,24 @@ Plan plan_missing(const VmaView& v, uint64_t page, Pte old, bool write) {
 
 // One speculative attempt; runs inside an rcu::ReadGuard.
 Attempt try_fault(vm::Mm& mm, uint64_t addr, bool write) {
-  auto& c = mm.counters;
+  using C = vm::Mm::Counters;
   const bool per_vma = mm.opt.fault_lock == VmaLockMode::kPerVma;
   const uint64_t s1 = mm.seq.load(std::memory_order_acquire);  // (S1)
   auto unchanged = [&] { return mm.seq.load(std::memory_order_acquire) == s1; };
   Vma* v = mm.tree.load(addr);
   if (!v) {
     // A hole: SIGSEGV, unless the next VMA grows down (that changes the map).
-    if (s1 & 1) return {Step::kRetry, {}, &c.fb_seq};
+    if (s1 & 1) return {Step::kRetry, {}, C::kFbSeq};
     auto next = mm.tree.find(addr);
     if (next && (next->value->load_view().flags & vmf::kGrowsDown))
-      return {Step::kFallback, {}, &c.fb_no_vma};
-    if (!unchanged()) return {Step::kRetry, {}, &c.fb_seq};
+      return {Step::kFallback, {}, C::kFbNoVma};
+    if (!unchanged()) return {Step::kRetry, {}, C::kFbSeq};
     return {Step::kDone, FaultResult::kSigSegv};
   }
   if (per_vma) {
-    if (!read_trylock(mm, v)) return {Step::kFallback, {}, &c.fb_marked};
+    if (!read_trylock(mm, v)) return {Step::kFallback, {}, C::kFbMarked};
   } else if (s1 & 1) {
-    return {Step::kRetry, {}, &c.fb_seq};
+    return {Step::kRetry, {}, C::kFbSeq};
   }
   struct Unlock {
     Vma* v;
@@ -120,14 +122,14 @@ Attempt try_fault(vm::Mm& mm, uint64_t addr, bool write) {
   // kPerVma: trusted while read-locked, once attached, ours and covering addr.
   // kSeqCount: trusted if the count does not move.
   if (per_vma && (v->detached.load(std::memory_order_acquire) || v->owner != &mm))  // (V4)
-    return {Step::kRetry, {}, &c.fb_marked};
+    return {Step::kRetry, {}, C::kFbMarked};
   const VmaView view = v->load_view();
-  if (addr < view.start || addr >= view.end) return {Step::kRetry, {}, &c.fb_seq};
+  if (addr < view.start || addr >= view.end) return {Step::kRetry, {}, C::kFbSeq};
   auto valid = [&] { return per_vma || unchanged(); };
 
   // access_error (x86): writes need VM_WRITE, reads any access right.
   if (write ? !(view.flags & vmf::kWrite) : !(view.flags & vmf::kAccessFlags)) {
-    if (!valid()) return {Step::kRetry, {}, &c.fb_seq};
+    if (!valid()) return {Step::kRetry, {}, C::kFbSeq};
     return {Step::kDone, FaultResult::kSigSegv};
   }
   const uint64_t page = addr & ~(kPageSize - 1);
@@ -137,20 +139,20 @@ Attempt try_fault(vm::Mm& mm, uint64_t addr, bool write) {
                                 : plan_missing(view, page, old, write);
   switch (plan.kind) {
     case Plan::kNothing:
-      if (!valid()) return {Step::kRetry, {}, &c.fb_seq};
+      if (!valid()) return {Step::kRetry, {}, C::kFbSeq};
       return {Step::kDone, FaultResult::kOk};
     case Plan::kSignal:
-      if (!valid()) return {Step::kRetry, {}, &c.fb_seq};
+      if (!valid()) return {Step::kRetry, {}, C::kFbSeq};
       return {Step::kDone, plan.signal};
     case Plan::kNeedsAnonVma:
-      return {Step::kFallback, {}, &c.fb_anon_vma};
+      return {Step::kFallback, {}, C::kFbAnonVma};
     case Plan::kInstall:
       break;
   }
   FrameId frame = 0;
   if (plan.new_frame) {
     auto f = pt.frames().alloc();
-    if (!f.ok()) return {Step::kFallback, {}, &c.fb_nomem};
+    if (!f.ok()) return {Step::kFallback, {}, C::kFbNomem};
     frame = *f;
     plan.value |= pte::make(frame, 0);
   }
@@ -166,9 +168,9 @@ Attempt try_fault(vm::Mm& mm, uint64_t addr, bool write) {
   }
   if (!installed.ok() || !*installed) {
     if (plan.new_frame) pt.frames().put(frame);  // undo: never visible
-    if (installed.ok()) return {Step::kRetry, {}, &c.fb_pte_race};
-    if (absl::IsAborted(installed.status())) return {Step::kRetry, {}, &c.fb_seq};
-    return {Step::kFallback, {}, &c.fb_nomem};
+    if (installed.ok()) return {Step::kRetry, {}, C::kFbPteRace};
+    if (absl::IsAborted(installed.status())) return {Step::kRetry, {}, C::kFbSeq};
+    return {Step::kFallback, {}, C::kFbNomem};
   }
   if (plan.put_old) pt.frames().put(pte::frame(old));
   return {Step::kDone, FaultResult::kOk};
@@ -196,25 +198,35 @@ void VmaRef::reset() {
 }
 
 VmaRef AddressSpace::find_vma_rcu(uint64_t addr) const {
+  using C = vm::Mm::Counters;
   vm::Mm& mm = *mm_;
-  for (;;) {
+  for (int i = 0; i < kLookupAttempts; ++i) {
     const uint64_t s1 = mm.seq.load(std::memory_order_acquire);  // (S1)
     if (s1 & 1) {
-      mm.counters.seq_retries.fetch_add(1, std::memory_order_relaxed);
+      mm.counters.add(C::kLookupRetries);
       std::this_thread::yield();
       continue;
     }
-    rcu::ReadGuard guard;
-    auto e = mm.tree.find(addr);
-    if (!e) {
-      if (mm.seq.load(std::memory_order_acquire) == s1) return {};
-    } else if (Vma* v = e->value; v->try_get()) {  // (V5)
-      const VmaView view = v->load_view();
-      if (mm.seq.load(std::memory_order_acquire) == s1) return VmaRef(v, view, false);
-      v->put();
+    {
+      rcu::ReadGuard guard;
+      auto e = mm.tree.find(addr);
+      if (!e) {
+        if (mm.seq.load(std::memory_order_acquire) == s1) return {};
+      } else if (Vma* v = e->value; v->try_get()) {  // (V5)
+        const VmaView view = v->load_view();
+        if (mm.seq.load(std::memory_order_acquire) == s1) return VmaRef(v, view, false);
+        v->put();
+      }
     }
-    mm.counters.seq_retries.fetch_add(1, std::memory_order_relaxed);
+    mm.counters.add(C::kLookupRetries);
   }
+  // Writers kept spoiling the count: one lookup under the mmap mutex, where
+  // every VMA in the tree is live and its view final.
+  mm.counters.add(C::kLookupLocked);
+  vm::MuLock lock(&mm.mu);
+  Vma* v = mm.find(addr);
+  if (!v || !v->try_get()) return {};
+  return VmaRef(v, v->load_view(), false);
 }
 
 VmaRef AddressSpace::lock_vma_rcu(uint64_t addr) const {
@@ -230,9 +242,10 @@ VmaRef AddressSpace::lock_vma_rcu(uint64_t addr) const {
 }
 
 absl::StatusOr<FaultResult> AddressSpace::fault(uint64_t addr, Access access) {
+  using C = vm::Mm::Counters;
   vm::Mm& mm = *mm_;
   const bool write = access == Access::kWrite;
-  std::atomic<uint64_t>* reason = nullptr;
+  C::Id reason = C::kFbSeq;
   for (int i = 0; i < kAttempts; ++i) {
     Attempt a;
     {
@@ -240,32 +253,34 @@ absl::StatusOr<FaultResult> AddressSpace::fault(uint64_t addr, Access access) {
       a = try_fault(mm, addr, write);
     }
     if (a.step == Step::kDone) {
-      mm.counters.speculative.fetch_add(1, std::memory_order_relaxed);
+      mm.counters.add(C::kSpeculative);
       return a.result;
     }
     reason = a.reason;
     if (a.step == Step::kFallback) break;
-    mm.counters.seq_retries.fetch_add(1, std::memory_order_relaxed);
+    mm.counters.add(C::kSeqRetries);
     std::this_thread::yield();
   }
-  reason->fetch_add(1, std::memory_order_relaxed);
-  mm.counters.locked.fetch_add(1, std::memory_order_relaxed);
+  mm.counters.add(reason);
+  mm.counters.add(C::kLocked);
   return touch(addr, write);
 }
 
 FaultStats AddressSpace::fault_stats() const {
-  const auto& c = mm_->counters;
-  auto ld = [](const std::atomic<uint64_t>& x) { return x.load(std::memory_order_relaxed); };
+  using C = vm::Mm::Counters;
+  const C& c = mm_->counters;
   FaultStats s;
-  s.speculative = ld(c.speculative);
-  s.locked = ld(c.locked);
-  s.fb_marked = ld(c.fb_marked);
-  s.fb_seq = ld(c.fb_seq);
-  s.fb_anon_vma = ld(c.fb_anon_vma);
-  s.fb_pte_race = ld(c.fb_pte_race);
-  s.fb_no_vma = ld(c.fb_no_vma);
-  s.fb_nomem = ld(c.fb_nomem);
-  s.seq_retries = ld(c.seq_retries);
+  s.speculative = c.sum(C::kSpeculative);
+  s.locked = c.sum(C::kLocked);
+  s.fb_marked = c.sum(C::kFbMarked);
+  s.fb_seq = c.sum(C::kFbSeq);
+  s.fb_anon_vma = c.sum(C::kFbAnonVma);
+  s.fb_pte_race = c.sum(C::kFbPteRace);
+  s.fb_no_vma = c.sum(C::kFbNoVma);
+  s.fb_nomem = c.sum(C::kFbNomem);
+  s.seq_retries = c.sum(C::kSeqRetries);
+  s.lookup_retries = c.sum(C::kLookupRetries);
+  s.lookup_locked = c.sum(C::kLookupLocked);
   return s;
 }
 

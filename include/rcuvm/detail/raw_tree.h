@@ -141,6 +141,10 @@ class RawTree {
   // lock only. Writes take their nodes and retire batches from here first.
   Node* reserve_ = nullptr;
   size_t reserve_count_ = 0;
+  // Replaced nodes already marked dead, waiting for their retire batch (which
+  // lives in this node) to fill before it goes to rcu::retire(): writer lock
+  // only. Handed over when full, by destroy(), set_rcu() and the destructor.
+  Node* pending_retire_ = nullptr;
   // Counters kept by every write (writer lock only); validate() checks them.
   uint64_t entries_ = 0;
   uint64_t nulls_ = 0;
