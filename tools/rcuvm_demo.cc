@@ -21,6 +21,11 @@
 // reader in both phases, the share of reader throughput kept while the writer
 // runs, the writer's rate, the tree's shape and memory, the result of
 // validate(), and the final rcu::drain() (every removed range reclaimed).
+//
+// Then the same for an address space (demo_address_space.h): the readers
+// become threads that take page faults without the mmap mutex while a writer
+// maps and unmaps elsewhere in it; then fork, and the replay of the Linux
+// kernel's recorded traces in ../shared/oracle.
 // Exits non-zero if anything was inconsistent.
 #include <algorithm>
 #include <atomic>
@@ -38,6 +43,7 @@
 #include "rcuvm/range_tree.h"
 #include "rcuvm/rcu.h"
 #include "rcuvm/status.h"
+#include "demo_address_space.h"
 
 namespace {
 
@@ -356,6 +362,7 @@ int main(int argc, char** argv) {
               drain_ms, reclaimed, created, reclaimed == created ? ", none leaked" : " (LEAK)");
 
   bool ok = valid.ok() && bad == 0 && wr.errors == 0 && reclaimed == created;
+  ok &= rcuvm::demo::run_address_space_demo(o.readers, o.seconds, o.seed, RCUVM_SHARED_DIR);
   std::printf("rcuvm-demo: %s\n", ok ? "OK" : "FAILED");
   return ok ? 0 : 1;
 }
