@@ -718,6 +718,10 @@ TEST_P(FindTest, CursorUnderWriterLockOnlySurvivesOwnWrites) {
   ASSERT_EQ(c.next(), (Entry{10, 15, V(1)}));
   // Replace the leaf the cursor sits in, then let the old one be reclaimed.
   RCUVM_ASSERT_OK(t_.store_locked(20, 22, L('Y')));
+  // Replaced nodes wait in the tree's open retire batch until it fills:
+  // enough writes far away fill it, so the old leaf is retired and drained.
+  for (uint64_t i = 0; i < 64; ++i)
+    RCUVM_ASSERT_OK(t_.store_locked(1'000'000 + i * 4, 1'000'000 + i * 4 + 1, V(9)));
   rcu::drain();
   // Reuse freed nodes for a new tree so that stale memory changes.
   {

@@ -90,7 +90,7 @@ Node* copy_subtree(const Node* src, uint64_t& nodes, uint64_t& leaves) {
 
 absl::Status RawTree::bulk_load(std::span<const RawEntry> sorted) {
   if (options_.external_lock) options_.external_lock->AssertHeld();
-  absl::MutexLockMaybe lock(options_.external_lock ? nullptr : &mutex_);
+  WriterLockMaybe lock(options_.external_lock ? nullptr : &mutex_);
   if (root_.load(std::memory_order_relaxed)) return errno_error(EEXIST, "bulk_load: tree not empty");
   // Leaf-level items over the whole index space, nulls coalesced.
   std::vector<Item> items;
@@ -140,9 +140,9 @@ absl::Status RawTree::bulk_load(std::span<const RawEntry> sorted) {
 absl::Status RawTree::dup_into(RawTree& dst) const {
   if (&dst == this) return errno_error(EINVAL, "dup_into: source and destination are the same tree");
   if (options_.external_lock) options_.external_lock->AssertHeld();
-  absl::MutexLockMaybe src_lock(options_.external_lock ? nullptr : &mutex_);
+  WriterLockMaybe src_lock(options_.external_lock ? nullptr : &mutex_);
   if (dst.options_.external_lock) dst.options_.external_lock->AssertHeld();
-  absl::MutexLockMaybe dst_lock(dst.options_.external_lock ? nullptr : &dst.mutex_);
+  WriterLockMaybe dst_lock(dst.options_.external_lock ? nullptr : &dst.mutex_);
   if (dst.root_.load(std::memory_order_relaxed)) return errno_error(EEXIST, "dup_into: destination not empty");
   if (dst.options_.track_gaps != options_.track_gaps)
     return errno_error(EINVAL, "dup_into: trees differ in allocation mode");

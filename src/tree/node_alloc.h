@@ -20,11 +20,14 @@ void node_free(Node* n);
 // Frees n and, for internal nodes, everything below it.
 void free_subtree(Node* n);
 
-// Replaced nodes of one write, freed together after a grace period. A batch
-// lives in a node's memory (so it comes from the same caches and from a tree's
+// Replaced nodes, freed together after a grace period. A batch lives in a
+// node's memory (so it comes from the same caches and from a tree's
 // preallocated reserve) and holds kPerNode entries; a write that retires more
-// chains several. Entries are node pointers; bit 0 set means "free the whole
-// subtree". Only the head of a chain is handed to rcu::retire().
+// chains several. A tree keeps one chain pending across writes and hands it to
+// rcu::retire() once it is full (write.cc), so that a typical write neither
+// allocates a batch nor queues a callback. Entries are node pointers; bit 0
+// set means "free the whole subtree". Only the head of a chain is handed to
+// rcu::retire().
 class RetireBatch final : public rcu::Deferred {
  public:
   static constexpr size_t kPerNode = 26;
@@ -32,10 +35,24 @@ class RetireBatch final : public rcu::Deferred {
   static size_t nodes_for(size_t entries) { return (entries + kPerNode - 1) / kPerNode; }
   // Builds an empty batch in the memory of `mem` (a node nobody uses).
   static RetireBatch* in_node(Node* mem) { return new (static_cast<void*>(mem)) RetireBatch; }
-  // Appends `more` (an empty batch) to the chain this batch heads.
+  // Adds `more` (an empty batch) to the chain this batch heads.
   void chain(RetireBatch* more) {
     more->next_ = next_;
     next_ = more;
+  }
+  // Appends the chain headed by `more` (empty batches) after the last batch of
+  // this chain; everything from the batch being filled on has room, so the
+  // order in which add() fills them does not matter.
+  void append(RetireBatch* more) {
+    RetireBatch* b = fill_;
+    while (b->next_) b = b->next_;
+    b->next_ = more;
+  }
+  // Entries this chain can still take before it is full.
+  size_t room() const {
+    size_t r = 0;
+    for (const RetireBatch* b = fill_; b; b = b->next_) r += kPerNode - b->count_;
+    return r;
   }
   void add(Node* n, bool subtree) {
     while (fill_->count_ == kPerNode) fill_ = fill_->next_;

@@ -1,5 +1,7 @@
 // RawTree: construction, locking, lifetime, reservations and counters.
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 
 #include "rcuvm/status.h"
 #include "sync/rcu_internal.h"
@@ -12,7 +14,7 @@ namespace {
 // the declared external lock is held.
 class WriterScope {
  public:
-  explicit WriterScope(const RawTree& t, absl::Mutex& own, absl::Mutex* external)
+  explicit WriterScope(const RawTree& t, WriterMutex& own, absl::Mutex* external)
       : own_(external ? nullptr : &own) {
     (void)t;
     if (own_)
@@ -25,7 +27,7 @@ class WriterScope {
   }
 
  private:
-  absl::Mutex* own_;
+  WriterMutex* own_;
 };
 
 // Frees a whole detached tree: after a grace period in RCU mode.
@@ -50,8 +52,16 @@ RawTree::RawTree(TreeOptions options) : options_(options) {}
 
 RawTree::~RawTree() {
   Node* root = root_.exchange(nullptr, std::memory_order_acq_rel);
+  flush_pending_retire(*this);
   retire_tree(root, options_.rcu);
   release_reserve(*this);
+}
+
+void flush_pending_retire(RawTree& t) {
+  Node*& p = TreeAccess::pending_retire(t);
+  if (!p) return;
+  rcu::retire(reinterpret_cast<RetireBatch*>(p));
+  p = nullptr;
 }
 
 void release_reserve(RawTree& t) {
@@ -62,6 +72,13 @@ void release_reserve(RawTree& t) {
     r = next;
   }
   TreeAccess::reserve_count(t) = 0;
+}
+
+void WriterMutex::AssertHeld() const {
+  if (!held_.load(std::memory_order_relaxed)) {
+    std::fprintf(stderr, "rcuvm: range tree writer lock not held\n");
+    std::abort();
+  }
 }
 
 void RawTree::lock() const { mutex_.Lock(); }
@@ -93,6 +110,7 @@ void RawTree::destroy() {
   WriterScope w(*this, mutex_, options_.external_lock);
   Node* root = root_.exchange(nullptr, std::memory_order_acq_rel);  // (W1)
   generation_.fetch_add(1, std::memory_order_release);
+  flush_pending_retire(*this);
   retire_tree(root, options_.rcu);
   height_ = 0;
   entries_ = nulls_ = nodes_ = leaves_ = 0;
@@ -101,6 +119,7 @@ void RawTree::destroy() {
 void RawTree::set_rcu(bool on) {
   WriterScope w(*this, mutex_, options_.external_lock);
   options_.rcu = on;
+  flush_pending_retire(*this);  // batches are kept only in RCU mode
   // Re-publishing the root with release makes every node written while the
   // tree was private visible to readers that acquire it.
   root_.store(root_.load(std::memory_order_relaxed), std::memory_order_release);

@@ -23,16 +23,19 @@ struct Item {
 };
 using ItemList = absl::InlinedVector<Item, 48>;
 
-// The node visited at one level of a walk toward an index.
+// The node visited at one level of a walk toward an index. Deliberately left
+// uninitialised: a Path is 1.6 KB, a write declares two, and walk_path() fills
+// every level below the height before anything reads it.
 struct PathStep {
-  Node* node = nullptr;
-  uint64_t min = 0;
-  uint64_t max = 0;
-  unsigned off = 0;    // slot followed (internal) or holding the index (leaf)
-  unsigned count = 0;
-  Kind kind = Kind::kLeaf;
+  Node* node;
+  uint64_t min;
+  uint64_t max;
+  unsigned off;    // slot followed (internal) or holding the index (leaf)
+  unsigned count;
+  Kind kind;
 };
-// Indexed by level: 0 is the leaf, height-1 the root.
+// Indexed by level: 0 is the leaf, height-1 the root; levels at and above the
+// tree's height are never written nor read.
 struct Path {
   PathStep at[kMaxHeight];
 };
@@ -47,6 +50,7 @@ struct TreeAccess {
   static uint64_t height(const RawTree& t) { return t.height_; }
   static Node*& reserve(RawTree& t) { return t.reserve_; }
   static size_t& reserve_count(RawTree& t) { return t.reserve_count_; }
+  static Node*& pending_retire(RawTree& t) { return t.pending_retire_; }
   static uint64_t& entries(RawTree& t) { return t.entries_; }
   static uint64_t& nulls(RawTree& t) { return t.nulls_; }
   static uint64_t& nodes(RawTree& t) { return t.nodes_; }
@@ -69,6 +73,9 @@ void read_items(const Node* n, uint64_t max, ItemList& out);
 
 // Frees the nodes left in a reserve chain / batch (destructor, destroy).
 void release_reserve(RawTree& t);
+
+// Hands the tree's pending retire batch, if any, to rcu::retire().
+void flush_pending_retire(RawTree& t);
 
 }  // namespace rcuvm::detail
 

@@ -103,7 +103,7 @@ void dump_node(const Node* n, uint64_t min, uint64_t max, int depth, std::string
 }  // namespace
 
 absl::Status RawTree::validate() const {
-  absl::MutexLockMaybe lock(options_.external_lock ? nullptr : &mutex_);
+  WriterLockMaybe lock(options_.external_lock ? nullptr : &mutex_);
   if (options_.external_lock) options_.external_lock->AssertHeld();
   rcu::internal::ReadSection rs;
   const Node* root = root_.load(std::memory_order_acquire);
@@ -124,7 +124,7 @@ absl::Status RawTree::validate() const {
 }
 
 std::string RawTree::dump() const {
-  absl::MutexLockMaybe lock(options_.external_lock ? nullptr : &mutex_);
+  WriterLockMaybe lock(options_.external_lock ? nullptr : &mutex_);
   rcu::internal::ReadSection rs;
   const Node* root = root_.load(std::memory_order_acquire);
   std::string out = absl::StrFormat("range tree: height %u, %u entries, %u nodes%s%s\n", height_, entries_,

@@ -23,8 +23,10 @@
 // The left and right leaves are merged with the new entry into one list of
 // items, which is packed into as many leaves as it needs; everything strictly
 // between the two paths is dropped whole. A fresh node that ends up below
-// half full borrows from (merges with) its neighbour one level up, and a split
-// first tries to spread into a neighbour with room, which keeps leaves fuller.
+// half full borrows from (merges with) its neighbour one level up, and items
+// that overflow one node first spread into the run's neighbours (or split two
+// or three nodes into one more), which keeps nodes fuller. A store that stays
+// inside one leaf, the common case, writes its fresh leaf directly.
 #include <cerrno>
 #include <cstring>
 
@@ -228,19 +230,47 @@ bool fix_underfull(WriteState& ws, ItemList& items, unsigned level, uint64_t lis
   return true;
 }
 
-// When a split produced the fresh run items[a..a+m), tries to spread it over an
-// old neighbour with room instead, so the level keeps the same node count.
-bool spread_split(WriteState& ws, ItemList& items, size_t a, size_t m, unsigned level,
-                  uint64_t list_min) {
-  if (m < 2) return true;
-  const unsigned cap = capacity(ws.kind_at(level - 1));
-  size_t total = 0;
-  for (size_t i = a; i < a + m; ++i) total += node_count(as_node(items[i].ptr));
-  if (a > 0 && total + node_count(as_node(items[a - 1].ptr)) <= m * cap)
-    return merge_children(ws, items, a - 1, a + m - 1, level, list_min);
-  if (a + m < items.size() && total + node_count(as_node(items[a + m].ptr)) <= m * cap)
-    return merge_children(ws, items, a, a + m, level, list_min);
-  return true;
+// Before a level's items that overflow one node are packed: spreads them over
+// an old neighbour of the replaced run (in the parents PL / PR) that has room,
+// so that the level keeps its node count. When a run that needs two nodes
+// finds no single neighbour with room, it takes in both neighbours (B*-tree
+// style: three full nodes become four, or stay three when the content fits),
+// or the only one (two become three), so that fresh nodes start two thirds
+// to three quarters full instead of half. The neighbours' slots join `items`
+// (`items_min` moves to the left one's first index); they are retired with
+// the replaced nodes, and take_left / take_right tell the caller to leave them
+// out of the parent's slots. Reads only; nothing here can fail.
+void spread_into_neighbour(WriteState& ws, const PathStep& PL, const PathStep& PR, Kind kind,
+                           ItemList& items, uint64_t& items_min, unsigned& take_left,
+                           unsigned& take_right) {
+  const size_t cap = capacity(kind);
+  const size_t k = items.size();
+  const size_t m = (k + cap - 1) / cap;
+  if (m < 2) return;
+  Node* left = PL.off > 0 ? as_node(slots(PL.node, PL.kind)[PL.off - 1]) : nullptr;
+  Node* right = PR.off + 1 < PR.count ? as_node(slots(PR.node, PR.kind)[PR.off + 1]) : nullptr;
+  bool use_left = left && k + node_count(left) <= m * cap;
+  bool use_right = !use_left && right && k + node_count(right) <= m * cap;
+  if (!use_left && !use_right && m == 2) {
+    // Neither neighbour alone has room: take in both (three nodes then share
+    // what fits in three, else four) or the only one (two become three).
+    use_left = left != nullptr;
+    use_right = right != nullptr;
+  }
+  if (use_left) {
+    ItemList merged;
+    read_items(left, items_min - 1, merged);
+    merged.insert(merged.end(), items.begin(), items.end());
+    items = std::move(merged);
+    items_min = slot_min(PL.node, PL.off - 1, PL.min);
+    ws.replaced.push_back(left);
+    take_left = 1;
+  }
+  if (use_right) {
+    read_items(right, slot_max(PR.node, PR.off + 1, PR.count, PR.max), items);
+    ws.replaced.push_back(right);
+    take_right = 1;
+  }
 }
 
 // Counts what a dropped subtree holds, for the tree's counters.
@@ -258,13 +288,17 @@ void count_subtree(const Node* n, uint64_t& nodes, uint64_t& leaves, uint64_t& e
   for (unsigned i = 0; i < cnt; ++i) count_subtree(as_node(slots(n, k)[i]), nodes, leaves, entries, nulls);
 }
 
-// Prepares the retire batches (may fail), so that commit cannot. They come
-// from the tree's reserve first, like the nodes.
+// Prepares room in the tree's pending retire chain for what this write
+// retires (may fail), so that commit cannot: new batches come from the tree's
+// reserve first, like the nodes, and are appended to the chain at commit.
 bool prepare_retire(WriteState& ws, RetireBatch*& batch) {
   batch = nullptr;
   const size_t need = ws.replaced.size() + ws.dropped.size();
   if (need == 0 || !ws.opts.rcu) return true;
-  for (size_t i = RetireBatch::nodes_for(need); i-- > 0;) {
+  Node* pending = TreeAccess::pending_retire(ws.tree);
+  const size_t room = pending ? reinterpret_cast<RetireBatch*>(pending)->room() : 0;
+  if (need <= room) return true;
+  for (size_t i = RetireBatch::nodes_for(need - room); i-- > 0;) {
     Node* mem = ws.alloc_raw();
     if (!mem) {
       if (batch) batch->free_now();  // empty batches: frees only their nodes
@@ -280,9 +314,20 @@ bool prepare_retire(WriteState& ws, RetireBatch*& batch) {
   return true;
 }
 
-// Commit, after publication: retire the old nodes, update the counters.
+// Commit, after publication: retire the old nodes into the pending chain,
+// update the counters. The chain goes to rcu::retire() once full, or at once
+// when the write dropped whole subtrees (they may be large).
 void retire_and_count(WriteState& ws, RetireBatch* batch) {
   RawTree& t = ws.tree;
+  Node*& pending_node = TreeAccess::pending_retire(t);
+  RetireBatch* pending = reinterpret_cast<RetireBatch*>(pending_node);
+  if (batch) {
+    if (pending)
+      pending->append(batch);
+    else
+      pending = batch;
+  }
+  RetireBatch* sink = ws.opts.rcu ? pending : nullptr;
   if (!ws.replaced.empty() || !ws.dropped.empty()) TreeAccess::bump_generation(t);
   for (Node* n : ws.fresh) {
     ++TreeAccess::nodes(t);
@@ -292,8 +337,8 @@ void retire_and_count(WriteState& ws, RetireBatch* batch) {
     --TreeAccess::nodes(t);
     if (node_kind(n) == Kind::kLeaf) --TreeAccess::leaves(t);
     mark_dead(n);
-    if (batch)
-      batch->add(n, false);
+    if (sink)
+      sink->add(n, false);
     else
       node_free(n);
   }
@@ -305,15 +350,19 @@ void retire_and_count(WriteState& ws, RetireBatch* batch) {
     ws.d_entries -= int64_t(entries);
     ws.d_nulls -= int64_t(nulls);
     mark_dead(n);
-    if (batch)
-      batch->add(n, true);
+    if (sink)
+      sink->add(n, true);
     else
       free_subtree(n);
   }
   TreeAccess::entries(t) += ws.d_entries;
   TreeAccess::nulls(t) += ws.d_nulls;
   ws.fresh.clear();
-  if (batch) rcu::retire(batch);
+  if (pending && (pending->room() == 0 || !ws.dropped.empty())) {
+    rcu::retire(pending);
+    pending = nullptr;
+  }
+  pending_node = reinterpret_cast<Node*>(pending);
 }
 
 // Publishes `top` (the fresh nodes replacing the root, at `level`) as the new
@@ -433,11 +482,62 @@ bool leaf_path_for(const Path& from, uint64_t height, uint64_t index, Path& to) 
   return true;
 }
 
+// The common store: [lo, hi] -> v lies in one leaf (path L, slots L.off to
+// hi_off), and the leaf that replaces it keeps between min_fill and capacity
+// slots. The fresh leaf is written straight from the old one, item for item as
+// leaf_items() and pack() would, without building item lists. Returns null
+// when the store does not qualify; *nomem is set when the allocation failed.
+Node* write_leaf_direct(WriteState& ws, const PathStep& L, unsigned hi_off, uint64_t lo, uint64_t hi,
+                        uint64_t v, uint64_t& gap, bool& nomem) {
+  const unsigned lo_off = L.off;
+  const uint64_t* op = pivots(L.node);
+  const uint64_t* os = slots(L.node, Kind::kLeaf);
+  const bool head = slot_min(L.node, lo_off, L.min) < lo;
+  const uint64_t r_last = slot_max(L.node, hi_off, L.count, L.max);
+  const bool tail = r_last > hi;
+  const unsigned cnt = L.count - (hi_off - lo_off + 1) + unsigned(head) + 1 + unsigned(tail);
+  if (cnt > kLeafSlots || cnt < min_fill(Kind::kLeaf)) return nullptr;
+  Node* n = ws.alloc();
+  if (!n) {
+    nomem = true;
+    return nullptr;
+  }
+  uint64_t* np = pivots(n);
+  uint64_t* ns = slots(n, Kind::kLeaf);
+  const bool track = ws.opts.track_gaps;
+  uint64_t best = 0, first = L.min;
+  unsigned j = 0;
+  auto put = [&](uint64_t last, uint64_t val) {
+    if (j + 1 < cnt) np[j] = last;
+    ns[j++] = val;
+    if (track && val == 0) best = std::max(best, range_size(first, last));
+    first = last + 1;
+  };
+  for (unsigned i = 0; i < lo_off; ++i) put(op[i], os[i]);  // i < count-1: op[i] is its end
+  if (head) put(lo - 1, os[lo_off]);
+  put(hi, v);
+  if (tail) put(r_last, os[hi_off]);
+  for (unsigned i = hi_off + 1; i < L.count; ++i) put(slot_max(L.node, i, L.count, L.max), os[i]);
+  // Counter deltas: the slots lo_off..hi_off go, the head, value and tail come.
+  for (unsigned i = lo_off; i <= hi_off; ++i) (os[i] ? ws.d_entries : ws.d_nulls)--;
+  if (head) (os[lo_off] ? ws.d_entries : ws.d_nulls)++;
+  (v ? ws.d_entries : ws.d_nulls)++;
+  if (tail) (os[hi_off] ? ws.d_entries : ws.d_nulls)++;
+  pad_pivots(n, cnt, Kind::kLeaf);
+  n->meta = make_meta(cnt, Kind::kLeaf);
+  gap = best;
+  return n;
+}
+
 }  // namespace
 
 absl::Status RawTree::store_locked(uint64_t first, uint64_t last, void* value) {
   assert_writer_held();
   if (first > last) return errno_error(EINVAL, "store: first > last");
+  return store_walked(first, last, value, nullptr);
+}
+
+absl::Status RawTree::store_walked(uint64_t first, uint64_t last, void* value, Path* walked) {
   WriteState ws(*this);
   const uint64_t v = reinterpret_cast<uint64_t>(value);
   Node* root = root_.load(std::memory_order_relaxed);
@@ -455,8 +555,9 @@ absl::Status RawTree::store_locked(uint64_t first, uint64_t last, void* value) {
   }
 
   uint64_t lo = first, hi = last;
-  Path lpath, rpath;
-  walk_path(root, height_, lo, lpath);
+  Path own, rpath;
+  Path& lpath = walked ? *walked : own;
+  if (!walked) walk_path(root, height_, lo, lpath);
   RawEntry at_lo = entry_in_leaf(lpath.at[0], lpath.at[0].off);
   if (at_lo.first == lo && at_lo.last == hi) {
     // Same bounds: a value swap is one atomic store, and null over null is a no-op.
@@ -500,6 +601,25 @@ absl::Status RawTree::store_locked(uint64_t first, uint64_t last, void* value) {
     }
   }
 
+  if (height_ >= 2 && lpath.at[0].node == rpath.at[0].node) {
+    uint64_t gap = 0;
+    bool nomem = false;
+    if (Node* n = write_leaf_direct(ws, lpath.at[0], rpath.at[0].off, lo, hi, v, gap, nomem)) {
+      ws.replaced.push_back(lpath.at[0].node);
+      return publish_in_parent(ws, Item{lpath.at[0].max, reinterpret_cast<uint64_t>(n), gap}, lpath, 0,
+                               height_);
+    }
+    if (nomem) return ws.fail_nomem();
+  }
+  if (height_ >= 2) {
+    // The leaves beside the run are what spread_into_neighbour() reads when
+    // the leaf level overflows: start their misses now.
+    const PathStep& PL = lpath.at[1];
+    const PathStep& PR = rpath.at[1];
+    if (PL.off > 0) prefetch_node(as_node(slots(PL.node, PL.kind)[PL.off - 1]));
+    if (PR.off + 1 < PR.count) prefetch_node(as_node(slots(PR.node, PR.kind)[PR.off + 1]));
+  }
+
   const unsigned top_level = unsigned(height_ - 1);
 
   ItemList items;
@@ -511,6 +631,11 @@ absl::Status RawTree::store_locked(uint64_t first, uint64_t last, void* value) {
     const PathStep& R = rpath.at[level];
     const Kind kind = ws.kind_at(level);
     if (level >= 1 && !fix_underfull(ws, items, level, items_min)) return ws.fail_nomem();
+    unsigned take_left = 0, take_right = 0;
+    if (level < top_level && items.size() > capacity(kind)) {
+      spread_into_neighbour(ws, lpath.at[level + 1], rpath.at[level + 1], kind, items, items_min,
+                            take_left, take_right);
+    }
     ItemList packed;
     if (!pack(ws, items, kind, items_min, packed)) return ws.fail_nomem();
     ws.replaced.push_back(L.node);
@@ -526,17 +651,15 @@ absl::Status RawTree::store_locked(uint64_t first, uint64_t last, void* value) {
     const PathStep& PL = lpath.at[level + 1];
     const PathStep& PR = rpath.at[level + 1];
     ItemList next;
-    append_slots(PL, 0, PL.off, next);
-    const size_t run_at = next.size();
+    append_slots(PL, 0, PL.off - take_left, next);
     next.insert(next.end(), packed.begin(), packed.end());
-    append_slots(PR, PR.off + 1, PR.count, next);
+    append_slots(PR, PR.off + 1 + take_right, PR.count, next);
     if (PL.node == PR.node) {
       for (unsigned i = PL.off + 1; i < PR.off; ++i) ws.dropped.push_back(as_node(slots(PL.node, PL.kind)[i]));
     } else {
       for (unsigned i = PL.off + 1; i < PL.count; ++i) ws.dropped.push_back(as_node(slots(PL.node, PL.kind)[i]));
       for (unsigned i = 0; i < PR.off; ++i) ws.dropped.push_back(as_node(slots(PR.node, PR.kind)[i]));
     }
-    if (!spread_split(ws, next, run_at, packed.size(), level + 1, PL.min)) return ws.fail_nomem();
     items = std::move(next);
     items_min = PL.min;
   }
@@ -552,9 +675,15 @@ absl::Status RawTree::insert_locked(uint64_t first, uint64_t last, void* value) 
 
 absl::StatusOr<void*> RawTree::erase_locked(uint64_t index) {
   assert_writer_held();
-  RawEntry e = entry_at(root_.load(std::memory_order_relaxed), height_, index);
+  Node* root = root_.load(std::memory_order_relaxed);
+  if (!root) return nullptr;
+  // The walk to `index` is the walk the store needs: the entry holding index
+  // is one leaf slot, so its first index lies in the same leaf and slot.
+  Path path;
+  walk_path(root, height_, index, path);
+  const RawEntry e = entry_in_leaf(path.at[0], path.at[0].off);
   if (!e.value) return nullptr;
-  absl::Status s = store_locked(e.first, e.last, nullptr);
+  absl::Status s = store_walked(e.first, e.last, nullptr, &path);
   if (!s.ok()) return s;
   return e.value;
 }

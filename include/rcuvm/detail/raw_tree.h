@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -45,6 +46,7 @@ struct TreeStats {
 namespace detail {
 
 struct Node;
+struct Path;
 
 struct RawEntry {
   uint64_t first = 0;
@@ -66,6 +68,44 @@ struct RawCursorState {
   bool has_entry = false;
   uint64_t entry_first = 0;
   uint64_t entry_last = 0;
+};
+
+// The tree's own writer lock (when no external lock is declared): a plain
+// mutex. absl::Mutex as some distributions build it runs deadlock detection on
+// every Lock(), a lookup under a global lock that cost a write several
+// percent; a tree's writers only need mutual exclusion.
+class ABSL_LOCKABLE WriterMutex {
+ public:
+  void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() {
+    mu_.lock();
+    held_.store(true, std::memory_order_relaxed);
+  }
+  void Unlock() ABSL_UNLOCK_FUNCTION() {
+    held_.store(false, std::memory_order_relaxed);
+    mu_.unlock();
+  }
+  // Aborts unless the lock is held (by some thread, as absl::Mutex checks).
+  void AssertHeld() const ABSL_ASSERT_EXCLUSIVE_LOCK();
+
+ private:
+  std::mutex mu_;
+  std::atomic<bool> held_{false};
+};
+
+// Holds `mu` for a scope when it is not null (absl::MutexLockMaybe's shape).
+class ABSL_SCOPED_LOCKABLE WriterLockMaybe {
+ public:
+  explicit WriterLockMaybe(WriterMutex* mu) ABSL_EXCLUSIVE_LOCK_FUNCTION(mu) : mu_(mu) {
+    if (mu_) mu_->Lock();
+  }
+  ~WriterLockMaybe() ABSL_UNLOCK_FUNCTION() {
+    if (mu_) mu_->Unlock();
+  }
+  WriterLockMaybe(const WriterLockMaybe&) = delete;
+  WriterLockMaybe& operator=(const WriterLockMaybe&) = delete;
+
+ private:
+  WriterMutex* mu_;
 };
 
 class RawTree {
@@ -126,8 +166,13 @@ class RawTree {
  private:
   friend struct TreeAccess;  // internal helpers in src/tree
 
+  // store_locked() from a walk toward `first` that the caller already did
+  // (erase_locked() walks to its index, whose entry starts in the same leaf),
+  // or from its own walk when `walked` is null. May modify *walked.
+  absl::Status store_walked(uint64_t first, uint64_t last, void* value, Path* walked);
+
   TreeOptions options_;
-  mutable absl::Mutex mutex_;
+  mutable WriterMutex mutex_;
   // (W1) release-stored by the writer when it publishes a new root; pairs with
   // (R1) acquire loads at the start of every read walk.
   alignas(64) std::atomic<Node*> root_{nullptr};
