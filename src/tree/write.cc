@@ -235,8 +235,7 @@ bool fix_underfull(WriteState& ws, ItemList& items, unsigned level, uint64_t lis
 // so that the level keeps its node count. When a run that needs two nodes
 // finds no single neighbour with room, it takes in both neighbours (B*-tree
 // style: three full nodes become four, or stay three when the content fits),
-// or the only one (two become three), so that fresh nodes start two thirds
-// to three quarters full instead of half. The neighbours' slots join `items`
+// so that fresh nodes start three quarters full instead of half. The neighbours' slots join `items`
 // (`items_min` moves to the left one's first index); they are retired with
 // the replaced nodes, and take_left / take_right tell the caller to leave them
 // out of the parent's slots. Reads only; nothing here can fail.
@@ -251,11 +250,14 @@ void spread_into_neighbour(WriteState& ws, const PathStep& PL, const PathStep& P
   Node* right = PR.off + 1 < PR.count ? as_node(slots(PR.node, PR.kind)[PR.off + 1]) : nullptr;
   bool use_left = left && k + node_count(left) <= m * cap;
   bool use_right = !use_left && right && k + node_count(right) <= m * cap;
-  if (!use_left && !use_right && m == 2) {
+  if (!use_left && !use_right && m == 2 && left && right) {
     // Neither neighbour alone has room: take in both (three nodes then share
-    // what fits in three, else four) or the only one (two become three).
-    use_left = left != nullptr;
-    use_right = right != nullptr;
+    // what fits in three, else four). Not with one neighbour only: at the
+    // edge where ascending (or descending) stores grow the tree, two full
+    // nodes becoming three would leave every node behind the edge two thirds
+    // full; an even split there refills from the neighbour on the next
+    // overflow (the merge above) instead.
+    use_left = use_right = true;
   }
   if (use_left) {
     ItemList merged;
