@@ -164,6 +164,12 @@ inline bool run_address_space_demo(int threads, double seconds, uint64_t seed,
   const double busy_rate = busy.faults / busy.seconds / threads;
   std::printf("  faults    with writer: %.2f M faults/s per thread: %.0f%% of the rate kept\n",
               busy_rate / 1e6, alone_rate > 0 ? 100.0 * busy_rate / alone_rate : 0.0);
+  const unsigned cpus = std::thread::hardware_concurrency();
+  if (cpus && unsigned(threads) + 1 > cpus)
+    std::printf(
+        "            (%d threads share %u CPUs in this phase: part of the drop is the writer's\n"
+        "             CPU time; the counts below say how many faults had to wait for it)\n",
+        threads + 1, cpus);
   const uint64_t spec = after.speculative - before.speculative;
   const uint64_t locked = after.locked - before.locked;
   std::printf("            %" PRIu64 " speculative, %" PRIu64
