@@ -82,30 +82,27 @@ int count_pmd(rcuvm::PteTableView ptes, uint64_t addr, uint64_t next, MmWalk& w)
   return 0;
 }
 
-void BM_WalkPteEntry(benchmark::State& state) {
+// One walk of the populated GiB per iteration with `ops`, counting pages.
+void walk_rows(benchmark::State& state, const MmWalkOps& ops) {
   if (!ready(state)) return;
   Populated& p = populated();
-  static constexpr MmWalkOps kOps = {.pte_entry = count_pte};
   uint64_t n = 0;
   for (auto _ : state) {
     n = 0;
-    auto r = rcuvm::walk_page_range(p.space, p.start, p.start + kLen, kOps, &n);
+    auto r = rcuvm::walk_page_range(p.space, p.start, p.start + kLen, ops, &n);
     benchmark::DoNotOptimize(r);
   }
   finish(state, n);
 }
 
+void BM_WalkPteEntry(benchmark::State& state) {
+  static constexpr MmWalkOps kOps = {.pte_entry = count_pte};
+  walk_rows(state, kOps);
+}
+
 void BM_WalkPmdEntry(benchmark::State& state) {
-  if (!ready(state)) return;
-  Populated& p = populated();
   static constexpr MmWalkOps kOps = {.pmd_entry = count_pmd};
-  uint64_t n = 0;
-  for (auto _ : state) {
-    n = 0;
-    auto r = rcuvm::walk_page_range(p.space, p.start, p.start + kLen, kOps, &n);
-    benchmark::DoNotOptimize(r);
-  }
-  finish(state, n);
+  walk_rows(state, kOps);
 }
 
 void BM_PageTableForEach(benchmark::State& state) {
