@@ -359,8 +359,9 @@ TEST_P(BulkTest, PacksNodesFullerThanRandomInsertion) {
   const TreeStats bulk = t_.stats();
   EXPECT_EQ(bulk.entries, kN);
   EXPECT_EQ(bulk.nulls, kN + 1);
-  // Leaves hold 16 slots; packed full means ceil(40001 / 16) of them.
-  EXPECT_EQ(bulk.leaves, (2 * kN + 1 + 15) / 16);
+  // Small indices fit the 21-slot leaf layout; packed full means
+  // ceil(40001 / 21) of them.
+  EXPECT_EQ(bulk.leaves, (2 * kN + 1 + 20) / 21);
   EXPECT_EQ(bulk.bytes, bulk.nodes * 256);
 
   Tree random(GetParam());

@@ -42,10 +42,10 @@ class ValidateTest : public ::testing::TestWithParam<TreeOptions> {
       return;
     }
     EXPECT_GE(s.height, 1u);
-    // One leaf per slot-full of ranges at best; at least half full (8 of 16
-    // slots) except a lone root leaf.
+    // One leaf per slot-full of ranges at best (21 slots in the offset
+    // layout); at least 8 slots a leaf except a lone root leaf.
     const uint64_t ranges = s.entries + s.nulls;
-    EXPECT_GE(s.leaves, (ranges + 15) / 16);
+    EXPECT_GE(s.leaves, (ranges + 20) / 21);
     if (s.leaves > 1) {
       EXPECT_LE(s.leaves, ranges / 8);
     }
@@ -165,9 +165,20 @@ class DamageTest : public ::testing::TestWithParam<bool /*track_gaps*/> {
   // The leftmost leaf.
   Node* first_leaf() {
     Node* n = root();
-    while (detail::node_kind(n) != detail::Kind::kLeaf)
+    while (!detail::is_leaf(detail::node_kind(n)))
       n = reinterpret_cast<Node*>(detail::slots(n, detail::node_kind(n))[0]);
     return n;
+  }
+  // Swaps two pivots of a leaf in either layout.
+  static void SwapPivots(Node* leaf, unsigned a, unsigned b) {
+    if (detail::node_kind(leaf) == detail::Kind::kLeaf32) {
+      auto* off = detail::offsets(leaf);
+      const uint32_t t = off[a];
+      off[a] = off[b];
+      off[b] = t;
+    } else {
+      std::swap(detail::pivots(leaf)[a], detail::pivots(leaf)[b]);
+    }
   }
   // Expects validate() to fail naming invariant `inv` ("I3"...).
   void ExpectBroken(const std::string& inv) {
@@ -202,7 +213,7 @@ TEST_P(DamageTest, UnderfullLeafIsI2) {
   Node* leaf = first_leaf();
   const uint64_t saved = leaf->meta;
   // Claim fewer slots than the minimum fill of a non-root leaf.
-  leaf->meta = detail::make_meta(2, detail::Kind::kLeaf);
+  leaf->meta = detail::make_meta(2, detail::node_kind(leaf));
   ExpectBroken("I2");
   leaf->meta = saved;
   RCUVM_EXPECT_OK(raw_.validate());
@@ -211,10 +222,9 @@ TEST_P(DamageTest, UnderfullLeafIsI2) {
 TEST_P(DamageTest, UnorderedPivotsAreI3) {
   Build();
   Node* leaf = first_leaf();
-  uint64_t* piv = detail::pivots(leaf);
-  std::swap(piv[1], piv[2]);
+  SwapPivots(leaf, 1, 2);
   ExpectBroken("I3");
-  std::swap(piv[1], piv[2]);
+  SwapPivots(leaf, 1, 2);
   RCUVM_EXPECT_OK(raw_.validate());
 }
 
@@ -235,7 +245,7 @@ TEST_P(DamageTest, AdjacentNullsAreI5) {
   // Leaf slots alternate entry, gap: nulling slot 0 ([0, 5]) puts it next to
   // the null slot 1 ([6, 9]).
   Node* leaf = first_leaf();
-  uint64_t* sl = detail::slots(leaf, detail::Kind::kLeaf);
+  uint64_t* sl = detail::slots(leaf, detail::node_kind(leaf));
   ASSERT_NE(sl[0], 0u);
   ASSERT_EQ(sl[1], 0u);
   const uint64_t saved = sl[0];
@@ -260,11 +270,10 @@ TEST_P(DamageTest, FirstBrokenInvariantIsNamed) {
   // Break I3 and I7 at once: validate() checks in order and names I3.
   Build();
   Node* leaf = first_leaf();
-  uint64_t* piv = detail::pivots(leaf);
-  std::swap(piv[3], piv[4]);
+  SwapPivots(leaf, 3, 4);
   TreeAccess::entries(raw_) += 5;
   ExpectBroken("I3");
-  std::swap(piv[3], piv[4]);
+  SwapPivots(leaf, 3, 4);
   ExpectBroken("I7");
   TreeAccess::entries(raw_) -= 5;
   RCUVM_EXPECT_OK(raw_.validate());

@@ -15,45 +15,29 @@ namespace {
 // appends every node it makes to `made`. Returns the root or null on ENOMEM.
 Node* build_levels(std::vector<Item> items, Kind ikind, bool track_gaps, std::vector<Node*>& made,
                    uint64_t& height) {
-  Kind kind = Kind::kLeaf;
+  bool leaf_level = true;
   height = 0;
+  ChunkPlan plan;
   for (;;) {
-    const unsigned cap = capacity(kind);
-    const size_t k = items.size();
-    const size_t m = (k + cap - 1) / cap;
-    const size_t base = k / m, extra = k % m;
+    plan_level(items.data(), items.size(), leaf_level, ikind, 0, plan);
     std::vector<Item> up;
-    up.reserve(m);
+    up.reserve(plan.size());
     size_t pos = 0;
     uint64_t min = 0;
-    for (size_t j = 0; j < m; ++j) {
-      const unsigned cnt = unsigned(base + (j < extra ? 1 : 0));
+    for (const Chunk& c : plan) {
       Node* n = node_alloc();
       if (!n) return nullptr;
       made.push_back(n);
-      n->meta = make_meta(cnt, kind);
-      uint64_t gap = 0, first = min;
-      for (unsigned t = 0; t < cnt; ++t) {
-        const Item& it = items[pos + t];
-        if (t + 1 < cnt) pivots(n)[t] = it.last;
-        slots(n, kind)[t] = it.ptr;
-        if (kind == Kind::kLeaf && it.ptr == 0) gap = std::max(gap, range_size(first, it.last));
-        if (kind == Kind::kAlloc) {
-          gaps(n)[t] = it.gap;
-          gap = std::max(gap, it.gap);
-        }
-        first = it.last + 1;
-      }
-      pad_pivots(n, cnt, kind);
-      const uint64_t last = items[pos + cnt - 1].last;
+      const uint64_t gap = fill_node(n, items.data() + pos, c.count, c.kind, min);
+      const uint64_t last = items[pos + c.count - 1].last;
       up.push_back(Item{last, reinterpret_cast<uint64_t>(n), track_gaps ? gap : 0});
-      pos += cnt;
+      pos += c.count;
       min = last + 1;
     }
     ++height;
     if (up.size() == 1) return reinterpret_cast<Node*>(up[0].ptr);
     items = std::move(up);
-    kind = ikind;
+    leaf_level = false;
   }
 }
 
@@ -65,7 +49,7 @@ Node* copy_subtree(const Node* src, uint64_t& nodes, uint64_t& leaves) {
   c->meta &= ~kDeadBit;
   uint64_t m = meta_relaxed(src);
   Kind k = meta_kind(m);
-  if (k == Kind::kLeaf) {
+  if (is_leaf(k)) {
     ++nodes, ++leaves;
     return c;
   }
@@ -127,7 +111,7 @@ absl::Status RawTree::bulk_load(std::span<const RawEntry> sorted) {
   }
   // Commit.
   uint64_t leaves = 0;
-  for (Node* n : made) leaves += node_kind(n) == Kind::kLeaf;
+  for (Node* n : made) leaves += is_leaf(node_kind(n));
   entries_ = entries;
   nulls_ = nulls;
   nodes_ = made.size();

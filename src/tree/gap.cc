@@ -33,10 +33,10 @@ std::optional<uint64_t> lowest(const Node* n, uint64_t nmin, uint64_t nmax, cons
   uint64_t m = meta_relaxed(n);
   unsigned cnt = meta_count(m);
   Kind k = meta_kind(m);
-  for (unsigned i = slot_for(n, cnt, q.min); i < cnt; ++i) {
-    uint64_t first = slot_min(n, i, nmin), last = slot_max(n, i, cnt, nmax);
+  for (unsigned i = slot_for(n, k, cnt, q.min, nmin); i < cnt; ++i) {
+    uint64_t first = slot_min(n, k, i, nmin), last = slot_max(n, k, i, cnt, nmin, nmax);
     if (first > q.max) break;
-    if (k == Kind::kLeaf) {
+    if (is_leaf(k)) {
       uint64_t s, e;
       if (load_slot(n, k, i) == 0 && fits(first, last, q, s, e)) return s;
       continue;
@@ -51,10 +51,10 @@ std::optional<uint64_t> highest(const Node* n, uint64_t nmin, uint64_t nmax, con
   uint64_t m = meta_relaxed(n);
   unsigned cnt = meta_count(m);
   Kind k = meta_kind(m);
-  for (unsigned i = slot_for(n, cnt, q.max) + 1; i-- > 0;) {
-    uint64_t first = slot_min(n, i, nmin), last = slot_max(n, i, cnt, nmax);
+  for (unsigned i = slot_for(n, k, cnt, q.max, nmin) + 1; i-- > 0;) {
+    uint64_t first = slot_min(n, k, i, nmin), last = slot_max(n, k, i, cnt, nmin, nmax);
     if (last < q.min) break;
-    if (k == Kind::kLeaf) {
+    if (is_leaf(k)) {
       uint64_t s, e;
       if (load_slot(n, k, i) == 0 && fits(first, last, q, s, e)) return e - (q.size - 1);
       continue;

@@ -2,13 +2,13 @@
 //
 // Layout, written once (words are 64-bit; W = words[]):
 //
-//   struct Leaf / RangeInternal {          struct AllocInternal {
-//     u64 meta;                              u64 meta;
-//     u64 pivot[15];     // W[0..14]         u64 pivot[9];    // W[0..8]
-//     u64 slot[16];      // W[15..30]        u64 slot[10];    // W[9..18]
-//   };                                       u64 gap[10];     // W[19..28]
-//                                            u64 unused[2];   // W[29..30]
-//                                          };
+//   struct Leaf64 / RangeInternal {   struct Leaf32 {              struct AllocInternal {
+//     u64 meta;                          u64 meta;                    u64 meta;
+//     u64 pivot[15];     // W[0..14]     u64 slot[21];  // W[0..20]   u64 pivot[9];    // W[0..8]
+//     u64 slot[16];      // W[15..30]    u32 off[20];   // W[21..30]  u64 slot[10];    // W[9..18]
+//   };                                 };                             u64 gap[10];     // W[19..28]
+//                                                                     u64 unused[2];   // W[29..30]
+//                                                                   };
 //
 //   meta: bits 0..4 count of used slots (1..capacity), bits 5..6 kind,
 //         bit 7 dead. Only the dead bit ever changes after publication.
@@ -20,15 +20,25 @@
 // slots hold child nodes. gap[i] is the size of the largest null range under
 // child i, saturated at UINT64_MAX (a null range of 2^64 indices).
 //
+// Leaves come in two layouts. A Leaf32 stores pivot i as off[i] = pivot[i] -
+// min, which fits when every stored pivot lies within 2^32 - 2 of the leaf's
+// min: 21 slots instead of 16 in the same 256 bytes (a range with a gap after
+// it takes two slots, so this is what brings a random build near 32 bytes a
+// range). Writers pick Leaf32 whenever the content fits and Leaf64 otherwise
+// (a leaf spanning a huge hole, or ranges anywhere in the 64-bit space). The
+// offsets can be relative because a node's bounds never change while it is
+// in the tree: a write that moves a boundary rebuilds the nodes on both sides.
+//
 // Invariants (validate() checks them in this order and names the first broken):
 //   I1  every node reachable from the root is live (dead bit clear) and its
 //       kind is the leaf kind at depth `height-1` and the tree's internal kind
 //       above; all leaves are at the same depth.
 //   I2  1 <= count <= capacity; internal nodes other than the root have at
-//       least capacity/2 slots, leaves other than the root at least 8; an
-//       internal root has at least 2.
+//       least capacity/2 slots, leaves (either layout) other than the root at
+//       least 8; an internal root has at least 2.
 //   I3  pivots strictly increase, and min <= pivot[i] < max for i < count-1;
-//       the unused pivot positions count-1 .. capacity-2 hold UINT64_MAX.
+//       the unused pivot positions count-1 .. capacity-2 hold UINT64_MAX (a
+//       Leaf32: offsets <= kMaxOffset, unused ones kNoOffset).
 //   I4  internal slots are non-null.
 //   I5  no two adjacent null ranges, across node boundaries included; an
 //       empty tree has a null root, never a leaf holding one null range.
@@ -55,16 +65,23 @@
 namespace rcuvm::detail {
 
 enum class Kind : uint8_t {
-  kLeaf = 0,    // 16 value slots, 15 pivots
+  kLeaf64 = 0,  // 16 value slots, 15 pivots
   kRange = 1,   // internal, 16 child slots, no gaps (non-allocation trees)
   kAlloc = 2,   // internal, 10 child slots, 9 pivots, 10 gaps
+  kLeaf32 = 3,  // 21 value slots, 20 pivots as 32-bit offsets from the leaf's min
 };
 
-inline constexpr unsigned kLeafSlots = 16;
+inline constexpr unsigned kLeaf64Slots = 16;
+inline constexpr unsigned kLeaf32Slots = 21;
 inline constexpr unsigned kRangeSlots = 16;
 inline constexpr unsigned kAllocSlots = 10;
-inline constexpr unsigned kMaxSlots = 16;
+inline constexpr unsigned kMaxSlots = 21;
+inline constexpr unsigned kLeafMinFill = 8;
 inline constexpr uint64_t kMaxIndex = UINT64_MAX;
+// A Leaf32 offset: at most kMaxOffset; unused positions hold kNoOffset, which
+// no clamped distance exceeds (see slot_for_fixed).
+inline constexpr uint32_t kNoOffset = UINT32_MAX;
+inline constexpr uint32_t kMaxOffset = UINT32_MAX - 1;
 
 inline constexpr uint64_t kCountMask = 0x1f;
 inline constexpr unsigned kKindShift = 5;
@@ -77,8 +94,13 @@ struct alignas(256) Node {
 static_assert(sizeof(Node) == 256, "nodes are four cache lines");
 static_assert(alignof(Node) == 256, "node pointers keep 8 low bits free");
 
-inline constexpr unsigned capacity(Kind k) { return k == Kind::kAlloc ? kAllocSlots : kLeafSlots; }
-inline constexpr unsigned min_fill(Kind k) { return capacity(k) / 2; }
+inline constexpr bool is_leaf(Kind k) { return k == Kind::kLeaf64 || k == Kind::kLeaf32; }
+inline constexpr unsigned capacity(Kind k) {
+  return k == Kind::kAlloc ? kAllocSlots : k == Kind::kLeaf32 ? kLeaf32Slots : kLeaf64Slots;
+}
+// One minimum for both leaf layouts, so that a repack that picks the other
+// layout never turns a legal leaf into an underfull one.
+inline constexpr unsigned min_fill(Kind k) { return is_leaf(k) ? kLeafMinFill : capacity(k) / 2; }
 
 inline uint64_t make_meta(unsigned count, Kind kind) {
   return uint64_t(count) | (uint64_t(kind) << kKindShift);
@@ -101,9 +123,14 @@ inline void mark_dead(Node* n) {
   std::atomic_ref<uint64_t>(n->meta).fetch_or(kDeadBit, std::memory_order_release);
 }
 
+// Absolute pivots (every kind but Leaf32).
 inline const uint64_t* pivots(const Node* n) { return n->words; }
 inline uint64_t* pivots(Node* n) { return n->words; }
-inline unsigned slot_base(Kind k) { return k == Kind::kAlloc ? 9 : 15; }
+// A Leaf32's offsets, read through a type that may alias the 64-bit words.
+using OffsetWord = uint32_t __attribute__((may_alias));
+inline const OffsetWord* offsets(const Node* n) { return reinterpret_cast<const OffsetWord*>(n->words + 21); }
+inline OffsetWord* offsets(Node* n) { return reinterpret_cast<OffsetWord*>(n->words + 21); }
+inline unsigned slot_base(Kind k) { return k == Kind::kAlloc ? 9 : k == Kind::kLeaf32 ? 0 : 15; }
 inline uint64_t* slots(Node* n, Kind k) { return n->words + slot_base(k); }
 inline uint64_t* slots(const Node* n, Kind k) { return const_cast<Node*>(n)->words + slot_base(k); }
 inline uint64_t* gaps(Node* n) { return n->words + 19; }
@@ -134,45 +161,83 @@ inline void prefetch_node(const Node* n) {
   __builtin_prefetch(p + 192);
 }
 
-// Returns the slot of `n` (count `cnt`) that holds `index`: the number of
-// pivots below it. Counting instead of stopping at the first larger pivot has
-// no data-dependent branch, which a walk over a cold tree cannot predict.
-inline unsigned slot_for(const Node* n, unsigned cnt, uint64_t index) {
-  const uint64_t* piv = pivots(n);
+// Pivot j of a node of kind `k` whose first index is `min`.
+inline uint64_t pivot_at(const Node* n, Kind k, unsigned j, uint64_t min) {
+  return k == Kind::kLeaf32 ? min + offsets(n)[j] : pivots(n)[j];
+}
+
+// The distance of `index` from a Leaf32's min, clamped into the offsets'
+// range: 0 below the leaf, kNoOffset at or past 2^32 - 1 above it (beyond
+// every stored offset, and not beyond the unused ones).
+inline uint32_t leaf32_distance(uint64_t index, uint64_t min) {
+  if (index <= min) return 0;
+  const uint64_t d = index - min;
+  return d >= kNoOffset ? kNoOffset : uint32_t(d);
+}
+
+// Returns the slot of `n` (count `cnt`, first index `min`) that holds
+// `index`: the number of pivots below it (0 for an index below the node,
+// cnt-1 for one above it). Counting instead of stopping at the first larger
+// pivot has no data-dependent branch, which a walk over a cold tree cannot
+// predict.
+inline unsigned slot_for(const Node* n, Kind k, unsigned cnt, uint64_t index, uint64_t min) {
   unsigned i = 0;
+  if (k == Kind::kLeaf32) {
+    const uint32_t d = leaf32_distance(index, min);
+    const OffsetWord* off = offsets(n);
+    for (unsigned j = 0; j + 1 < cnt; ++j) i += d > off[j];
+    return i;
+  }
+  const uint64_t* piv = pivots(n);
   for (unsigned j = 0; j + 1 < cnt; ++j) i += index > piv[j];
   return i;
 }
 // The readers' version: counts over every pivot position of the kind, which
 // has a fixed trip count and no dependency on the count field. Correct because
-// unused pivot positions hold UINT64_MAX (invariant I3), which no index exceeds.
+// unused pivot positions hold UINT64_MAX / kNoOffset (invariant I3), which no
+// index (or clamped distance) exceeds.
 template <size_t... J>
 inline unsigned count_below(const uint64_t* piv, uint64_t index, std::index_sequence<J...>) {
   return (unsigned(index > piv[J]) + ...);  // unrolled, independent compares
 }
-template <Kind K>
-inline unsigned slot_for_fixed(const Node* n, uint64_t index) {
-  return count_below(pivots(n), index, std::make_index_sequence<capacity(K) - 1>{});
+template <size_t... J>
+inline unsigned count_below32(const OffsetWord* off, uint32_t d, std::index_sequence<J...>) {
+  return (unsigned(d > off[J]) + ...);
 }
-inline unsigned slot_for_kind(const Node* n, Kind k, uint64_t index) {
-  switch (k) {
-    case Kind::kAlloc: return slot_for_fixed<Kind::kAlloc>(n, index);
-    case Kind::kLeaf: return slot_for_fixed<Kind::kLeaf>(n, index);
-    default: return slot_for_fixed<Kind::kRange>(n, index);
+template <Kind K>
+inline unsigned slot_for_fixed(const Node* n, uint64_t index, uint64_t min) {
+  if constexpr (K == Kind::kLeaf32) {
+    return count_below32(offsets(n), leaf32_distance(index, min), std::make_index_sequence<kLeaf32Slots - 1>{});
+  } else {
+    return count_below(pivots(n), index, std::make_index_sequence<capacity(K) - 1>{});
   }
 }
-// Fills the unused pivot positions [cnt-1, capacity-1) with UINT64_MAX.
+inline unsigned slot_for_kind(const Node* n, Kind k, uint64_t index, uint64_t min) {
+  switch (k) {
+    case Kind::kAlloc: return slot_for_fixed<Kind::kAlloc>(n, index, min);
+    case Kind::kLeaf32: return slot_for_fixed<Kind::kLeaf32>(n, index, min);
+    case Kind::kLeaf64: return slot_for_fixed<Kind::kLeaf64>(n, index, min);
+    default: return slot_for_fixed<Kind::kRange>(n, index, min);
+  }
+}
+// Fills the unused pivot positions [cnt-1, capacity-1) with UINT64_MAX
+// (kNoOffset in a Leaf32).
 inline void pad_pivots(Node* n, unsigned cnt, Kind k) {
+  if (k == Kind::kLeaf32) {
+    for (unsigned j = cnt - 1; j + 1 < kLeaf32Slots; ++j) offsets(n)[j] = kNoOffset;
+    return;
+  }
   for (unsigned j = cnt - 1; j + 1 < capacity(k); ++j) pivots(n)[j] = UINT64_MAX;
 }
 
-// First index covered by slot i of a node spanning [min, max].
-inline uint64_t slot_min(const Node* n, unsigned i, uint64_t min) {
-  return i == 0 ? min : pivots(n)[i - 1] + 1;
+// First index covered by slot i of a node of kind `k` spanning [min, max].
+inline uint64_t slot_min(const Node* n, Kind k, unsigned i, uint64_t min) {
+  return i == 0 ? min : pivot_at(n, k, i - 1, min) + 1;
 }
-// Last index covered by slot i of a node with `cnt` slots spanning [min, max].
-inline uint64_t slot_max(const Node* n, unsigned i, unsigned cnt, uint64_t max) {
-  return i + 1 == cnt ? max : pivots(n)[i];
+// Last index covered by slot i of a node of kind `k` with `cnt` slots
+// spanning [min, max].
+inline uint64_t slot_max(const Node* n, Kind k, unsigned i, unsigned cnt, uint64_t min, uint64_t max) {
+  return i + 1 == cnt ? max : pivot_at(n, k, i, min);
 }
 
 // Size of [first, last], saturated at UINT64_MAX.

@@ -120,7 +120,7 @@ void node_free(Node* n) {
 void free_subtree(Node* n) {
   uint64_t m = meta_relaxed(n);
   Kind k = meta_kind(m);
-  if (k != Kind::kLeaf) {
+  if (!is_leaf(k)) {
     unsigned cnt = meta_count(m);
     for (unsigned i = 0; i < cnt; ++i) free_subtree(reinterpret_cast<Node*>(slots(n, k)[i]));
   }

@@ -18,6 +18,7 @@ namespace {
 // The leaf holding an index, with its bounds, reached by a lock-free walk.
 struct LeafHit {
   const Node* leaf = nullptr;
+  Kind kind = Kind::kLeaf64;
   uint64_t min = 0;
   uint64_t max = 0;
   unsigned count = 0;
@@ -35,13 +36,13 @@ inline bool descend(const std::atomic<Node*>& root, uint64_t index, LeafHit& hit
     uint64_t m = meta_relaxed(n);
     unsigned cnt = meta_count(m);
     Kind k = meta_kind(m);
-    unsigned i = slot_for_kind(n, k, index);
-    if (k == Kind::kLeaf) {
-      hit = LeafHit{n, min, max, cnt, i};
+    unsigned i = slot_for_kind(n, k, index, min);
+    if (is_leaf(k)) {
+      hit = LeafHit{n, k, min, max, cnt, i};
       return true;
     }
-    uint64_t cmin = slot_min(n, i, min);
-    max = slot_max(n, i, cnt, max);
+    uint64_t cmin = slot_min(n, k, i, min);
+    max = slot_max(n, k, i, cnt, min, max);
     min = cmin;
     n = reinterpret_cast<const Node*>(load_slot(n, k, i));  // (R2)
     prefetch_node(n);
@@ -63,7 +64,7 @@ void* RawTree::load(uint64_t index) const {
   for (;;) {
     LeafHit h;
     if (!descend(root_, index, h)) return nullptr;
-    uint64_t v = load_slot(h.leaf, Kind::kLeaf, h.off);  // (R2)
+    uint64_t v = load_slot(h.leaf, h.kind, h.off);  // (R2)
     if (!is_dead(h.leaf)) return reinterpret_cast<void*>(v);  // (R3)
   }
 }
@@ -78,12 +79,12 @@ std::optional<RawEntry> RawTree::find(uint64_t index, uint64_t max) const {
     LeafHit h;
     if (!descend(root_, index, h)) return std::nullopt;
     for (unsigned i = h.off; i < h.count; ++i) {
-      const uint64_t first = slot_min(h.leaf, i, h.min);
+      const uint64_t first = slot_min(h.leaf, h.kind, i, h.min);
       if (first > max) break;
-      const uint64_t v = load_slot(h.leaf, Kind::kLeaf, i);  // (R2)
+      const uint64_t v = load_slot(h.leaf, h.kind, i);  // (R2)
       if (!v) continue;
       if (is_dead(h.leaf)) goto restart;  // (R3)
-      return RawEntry{first, slot_max(h.leaf, i, h.count, h.max), reinterpret_cast<void*>(v)};
+      return RawEntry{first, slot_max(h.leaf, h.kind, i, h.count, h.min, h.max), reinterpret_cast<void*>(v)};
     }
     if (is_dead(h.leaf)) continue;  // (R3): the "none" must be current too
     if (h.max >= max) return std::nullopt;
@@ -111,11 +112,13 @@ std::optional<RawEntry> RawTree::cursor_find(RawCursorState& c, uint64_t max) co
     for (;;) {
       LeafHit h;
       if (cursor_leaf_usable(c, c.index)) {
+        const uint64_t m = meta_relaxed(c.leaf);
         h.leaf = c.leaf;
+        h.kind = meta_kind(m);
         h.min = c.leaf_min;
         h.max = c.leaf_max;
-        h.count = node_count(c.leaf);
-        h.off = slot_for_fixed<Kind::kLeaf>(c.leaf, c.index);
+        h.count = meta_count(m);
+        h.off = slot_for(h.leaf, h.kind, h.count, c.index, h.min);
       } else {
         c.generation = generation_.load(std::memory_order_acquire);
         if (!descend(root_, c.index, h)) {
@@ -127,13 +130,13 @@ std::optional<RawEntry> RawTree::cursor_find(RawCursorState& c, uint64_t max) co
       c.leaf_min = h.min;
       c.leaf_max = h.max;
       for (unsigned i = h.off; i < h.count; ++i) {
-        const uint64_t first = slot_min(h.leaf, i, h.min);
+        const uint64_t first = slot_min(h.leaf, h.kind, i, h.min);
         if (first > max) break;
-        const uint64_t v = load_slot(h.leaf, Kind::kLeaf, i);  // (R2)
+        const uint64_t v = load_slot(h.leaf, h.kind, i);  // (R2)
         if (!v || (resuming && first < c.index)) continue;
         if (is_dead(h.leaf)) goto restart;  // (R3)
         {
-          const uint64_t last = slot_max(h.leaf, i, h.count, h.max);
+          const uint64_t last = slot_max(h.leaf, h.kind, i, h.count, h.min, h.max);
           c.has_entry = true;
           c.entry_first = first;
           c.entry_last = last;
@@ -165,11 +168,13 @@ std::optional<RawEntry> RawTree::cursor_find_rev(RawCursorState& c, uint64_t min
     for (;;) {
       LeafHit h;
       if (cursor_leaf_usable(c, c.index)) {
+        const uint64_t m = meta_relaxed(c.leaf);
         h.leaf = c.leaf;
+        h.kind = meta_kind(m);
         h.min = c.leaf_min;
         h.max = c.leaf_max;
-        h.count = node_count(c.leaf);
-        h.off = slot_for_fixed<Kind::kLeaf>(c.leaf, c.index);
+        h.count = meta_count(m);
+        h.off = slot_for(h.leaf, h.kind, h.count, c.index, h.min);
       } else {
         c.generation = generation_.load(std::memory_order_acquire);
         if (!descend(root_, c.index, h)) {
@@ -181,13 +186,13 @@ std::optional<RawEntry> RawTree::cursor_find_rev(RawCursorState& c, uint64_t min
       c.leaf_min = h.min;
       c.leaf_max = h.max;
       for (unsigned i = h.off + 1; i-- > 0;) {
-        const uint64_t last = slot_max(h.leaf, i, h.count, h.max);
+        const uint64_t last = slot_max(h.leaf, h.kind, i, h.count, h.min, h.max);
         if (last < min) break;
-        const uint64_t v = load_slot(h.leaf, Kind::kLeaf, i);  // (R2)
+        const uint64_t v = load_slot(h.leaf, h.kind, i);  // (R2)
         if (!v || (resuming && last > c.index)) continue;
         if (is_dead(h.leaf)) goto restart;  // (R3)
         {
-          const uint64_t first = slot_min(h.leaf, i, h.min);
+          const uint64_t first = slot_min(h.leaf, h.kind, i, h.min);
           c.has_entry = true;
           c.entry_first = first;
           c.entry_last = last;
@@ -222,12 +227,13 @@ absl::Status RawTree::cursor_replace(RawCursorState& c, void* value) const {
     c.leaf_max = h.max;
   }
   const unsigned cnt = node_count(leaf);
-  const unsigned i = slot_for(leaf, cnt, c.entry_first);
-  if (slot_min(leaf, i, c.leaf_min) != c.entry_first || slot_max(leaf, i, cnt, c.leaf_max) != c.entry_last ||
-      slots(leaf, Kind::kLeaf)[i] == 0) {
+  const Kind k = node_kind(leaf);
+  const unsigned i = slot_for(leaf, k, cnt, c.entry_first, c.leaf_min);
+  if (slot_min(leaf, k, i, c.leaf_min) != c.entry_first ||
+      slot_max(leaf, k, i, cnt, c.leaf_min, c.leaf_max) != c.entry_last || slots(leaf, k)[i] == 0) {
     return errno_error(EINVAL, "replace: the entry changed since the cursor returned it");
   }
-  publish_slot(leaf, Kind::kLeaf, i, reinterpret_cast<uint64_t>(value));  // (W2)
+  publish_slot(leaf, k, i, reinterpret_cast<uint64_t>(value));  // (W2)
   return absl::OkStatus();
 }
 

@@ -64,12 +64,36 @@ struct TreeAccess {
 
 inline Kind internal_kind(const TreeOptions& o) { return o.track_gaps ? Kind::kAlloc : Kind::kRange; }
 
+// Whether items[0..cnt), the slots of a leaf whose first index is `min`, fit
+// the Leaf32 layout: at most 21 slots, every stored pivot within kMaxOffset.
+bool fits_leaf32(const Item* items, size_t cnt, uint64_t min);
+
+// Writes items[0..cnt) into `n` as an unpublished node of `kind` whose first
+// index is `min`, pivots padded. Returns what the parent records as the
+// node's gap: its largest null range (leaf) or largest child gap (kAlloc).
+uint64_t fill_node(Node* n, const Item* items, unsigned cnt, Kind kind, uint64_t min);
+
+// How one level's items are cut into nodes: sizes and kinds, in order.
+struct Chunk {
+  unsigned count;
+  Kind kind;
+};
+using ChunkPlan = absl::InlinedVector<Chunk, 8>;
+
+// Cuts the k items of a level (first index `min`) into evenly filled nodes:
+// internal levels into the fewest nodes of `ikind`; the leaf level into
+// Leaf32 nodes, a share too wide for 32-bit offsets cut again into Leaf64
+// nodes, unless even shares of at most 16 slots (each Leaf32 where it fits)
+// need fewer leaves. Every node gets at least its minimum fill when the
+// level needs more than one.
+void plan_level(const Item* items, size_t k, bool leaf_level, Kind ikind, uint64_t min, ChunkPlan& plan);
+
 // Walks from `root` (height h >= 1) to the leaf holding `index`, filling
 // path.at[0..h-1]. Writer context: plain loads are enough.
 void walk_path(Node* root, uint64_t height, uint64_t index, Path& path);
 
-// Appends the slots of `n` (spanning [.., max]) to `out` as items.
-void read_items(const Node* n, uint64_t max, ItemList& out);
+// Appends the slots of `n` (spanning [min, max]) to `out` as items.
+void read_items(const Node* n, uint64_t min, uint64_t max, ItemList& out);
 
 // Frees the nodes left in a reserve chain / batch (destructor, destroy).
 void release_reserve(RawTree& t);

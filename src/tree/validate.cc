@@ -37,26 +37,31 @@ struct Walker {
     // I1
     if (m & kDeadBit) return fail("I1", n, min, max, "reachable node is dead");
     const bool leaf_level = depth + 1 == height;
-    if (leaf_level && k != Kind::kLeaf) return fail("I1", n, min, max, "node at leaf depth is not a leaf");
+    if (leaf_level && !is_leaf(k)) return fail("I1", n, min, max, "node at leaf depth is not a leaf");
     if (!leaf_level && k != ikind) return fail("I1", n, min, max, "internal node of the wrong kind (or leaf above leaf depth)");
     // I2
     if (cnt < 1 || cnt > capacity(k)) return fail("I2", n, min, max, absl::StrCat("count ", cnt, " out of range"));
     if (!is_root && cnt < min_fill(k))
       return fail("I2", n, min, max, absl::StrCat("count ", cnt, " below minimum ", min_fill(k)));
-    if (is_root && k != Kind::kLeaf && cnt < 2) return fail("I2", n, min, max, "internal root with one child");
+    if (is_root && !is_leaf(k) && cnt < 2) return fail("I2", n, min, max, "internal root with one child");
     // I3
     for (unsigned i = 0; i + 1 < cnt; ++i) {
-      uint64_t p = pivots(n)[i];
+      if (k == Kind::kLeaf32 && offsets(n)[i] > kMaxOffset)
+        return fail("I3", n, min, max, absl::StrCat("offset ", i, " = ", offsets(n)[i], " above the largest"));
+      uint64_t p = pivot_at(n, k, i, min);
       if (p < min || p >= max) return fail("I3", n, min, max, absl::StrCat("pivot ", i, " = ", p, " outside node"));
-      if (i > 0 && p <= pivots(n)[i - 1]) return fail("I3", n, min, max, absl::StrCat("pivot ", i, " not increasing"));
+      if (i > 0 && p <= pivot_at(n, k, i - 1, min))
+        return fail("I3", n, min, max, absl::StrCat("pivot ", i, " not increasing"));
     }
-    for (unsigned i = cnt - 1; i + 1 < capacity(k); ++i)
-      if (pivots(n)[i] != UINT64_MAX) return fail("I3", n, min, max, absl::StrCat("unused pivot ", i, " is not UINT64_MAX"));
+    for (unsigned i = cnt - 1; i + 1 < capacity(k); ++i) {
+      if (k == Kind::kLeaf32 ? offsets(n)[i] != kNoOffset : pivots(n)[i] != UINT64_MAX)
+        return fail("I3", n, min, max, absl::StrCat("unused pivot ", i, " is not padded"));
+    }
     uint64_t best = 0;
     for (unsigned i = 0; i < cnt; ++i) {
-      uint64_t first = slot_min(n, i, min), last = slot_max(n, i, cnt, max);
+      uint64_t first = slot_min(n, k, i, min), last = slot_max(n, k, i, cnt, min, max);
       uint64_t s = slots(n, k)[i];
-      if (k == Kind::kLeaf) {
+      if (is_leaf(k)) {
         // I5
         if (!s && have_prev && prev_null)
           return fail("I5", n, min, max, absl::StrFormat("null range [%#x, %#x] follows a null range", first, last));
@@ -75,7 +80,7 @@ struct Walker {
         return fail("I6", n, min, max, absl::StrCat("gap[", i, "] = ", load_gap(n, i), " but child's largest null range is ", child_gap));
       best = std::max(best, child_gap);
     }
-    if (k == Kind::kLeaf) ++leaves;
+    if (is_leaf(k)) ++leaves;
     gap_out = best;
     return true;
   }
@@ -85,13 +90,13 @@ void dump_node(const Node* n, uint64_t min, uint64_t max, int depth, std::string
   uint64_t m = meta_relaxed(n);
   unsigned cnt = meta_count(m);
   Kind k = meta_kind(m);
-  static const char* kNames[] = {"leaf", "range", "alloc", "?"};
+  static const char* kNames[] = {"leaf64", "range", "alloc", "leaf32"};
   absl::StrAppendFormat(&out, "%*s%s %p [%#x, %#x] count %u%s\n", depth * 2, "", kNames[int(k)],
                         static_cast<const void*>(n), min, max, cnt, (m & kDeadBit) ? " DEAD" : "");
   for (unsigned i = 0; i < cnt; ++i) {
-    uint64_t first = slot_min(n, i, min), last = slot_max(n, i, cnt, max);
+    uint64_t first = slot_min(n, k, i, min), last = slot_max(n, k, i, cnt, min, max);
     uint64_t s = slots(n, k)[i];
-    if (k == Kind::kLeaf) {
+    if (is_leaf(k)) {
       absl::StrAppendFormat(&out, "%*s[%#x, %#x] -> %#x\n", depth * 2 + 2, "", first, last, s);
     } else {
       if (k == Kind::kAlloc) absl::StrAppendFormat(&out, "%*sgap %u\n", depth * 2 + 2, "", load_gap(n, i));

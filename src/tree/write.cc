@@ -48,10 +48,10 @@ void walk_path(Node* root, uint64_t height, uint64_t index, Path& path) {
     s.max = max;
     s.count = meta_count(m);
     s.kind = meta_kind(m);
-    s.off = slot_for(n, s.count, index);
+    s.off = slot_for(n, s.kind, s.count, index, min);
     if (level == 0) break;
-    uint64_t cmin = slot_min(n, s.off, min);
-    uint64_t cmax = slot_max(n, s.off, s.count, max);
+    uint64_t cmin = slot_min(n, s.kind, s.off, min);
+    uint64_t cmax = slot_max(n, s.kind, s.off, s.count, min, max);
     n = reinterpret_cast<Node*>(slots(n, s.kind)[s.off]);
     prefetch_node(n);
     min = cmin;
@@ -59,12 +59,12 @@ void walk_path(Node* root, uint64_t height, uint64_t index, Path& path) {
   }
 }
 
-void read_items(const Node* n, uint64_t max, ItemList& out) {
+void read_items(const Node* n, uint64_t min, uint64_t max, ItemList& out) {
   uint64_t m = meta_relaxed(n);
   unsigned cnt = meta_count(m);
   Kind k = meta_kind(m);
   for (unsigned i = 0; i < cnt; ++i) {
-    out.push_back(Item{slot_max(n, i, cnt, max), slots(n, k)[i],
+    out.push_back(Item{slot_max(n, k, i, cnt, min, max), slots(n, k)[i],
                        k == Kind::kAlloc ? load_gap(n, i) : 0});
   }
 }
@@ -74,10 +74,10 @@ uint64_t node_max_gap(const Node* n, uint64_t min, uint64_t max) {
   unsigned cnt = meta_count(m);
   Kind k = meta_kind(m);
   uint64_t best = 0;
-  if (k == Kind::kLeaf) {
+  if (is_leaf(k)) {
     for (unsigned i = 0; i < cnt; ++i) {
       if (slots(n, k)[i] == 0) {
-        uint64_t g = range_size(slot_min(n, i, min), slot_max(n, i, cnt, max));
+        uint64_t g = range_size(slot_min(n, k, i, min), slot_max(n, k, i, cnt, min, max));
         if (g > best) best = g;
       }
     }
@@ -104,7 +104,9 @@ struct WriteState {
   explicit WriteState(RawTree& t)
       : tree(t), opts(TreeAccess::options(t)), ikind(internal_kind(TreeAccess::options(t))) {}
 
-  Kind kind_at(unsigned level) const { return level == 0 ? Kind::kLeaf : ikind; }
+  // The kind a level's nodes are planned with: at the leaf level the roomier
+  // layout (pack() picks each leaf's own).
+  Kind kind_at(unsigned level) const { return level == 0 ? Kind::kLeaf32 : ikind; }
 
   // A node from the tree's reserve, else from the allocator; null on failure.
   Node* alloc_raw() {
@@ -152,38 +154,20 @@ struct WriteState {
 };
 
 // Packs items[0..k) (the slots of one level, first slot starting at `min`)
-// into ceil(k/capacity) evenly filled nodes of `kind`; appends one item per
-// node to `out`. Returns false when an allocation fails.
+// into the fewest evenly filled nodes (plan_level()), of `kind` or, at the
+// leaf level (`kind` a leaf kind), of the layout each leaf fits; appends one
+// item per node to `out`. Returns false when an allocation fails.
 bool pack(WriteState& ws, const Item* items, size_t k, Kind kind, uint64_t min, ItemList& out) {
-  const unsigned cap = capacity(kind);
-  const size_t m = (k + cap - 1) / cap;
-  const size_t base = k / m, extra = k % m;
+  ChunkPlan plan;
+  plan_level(items, k, is_leaf(kind), kind, min, plan);
   size_t pos = 0;
-  for (size_t j = 0; j < m; ++j) {
-    unsigned cnt = unsigned(base + (j < extra ? 1 : 0));
+  for (const Chunk& c : plan) {
     Node* n = ws.alloc();
     if (!n) return false;
-    n->meta = make_meta(cnt, kind);
-    uint64_t* piv = pivots(n);
-    uint64_t* sl = slots(n, kind);
-    uint64_t gap = 0;
-    uint64_t first = min;
-    for (unsigned t = 0; t < cnt; ++t) {
-      const Item& it = items[pos + t];
-      if (t + 1 < cnt) piv[t] = it.last;
-      sl[t] = it.ptr;
-      if (kind == Kind::kLeaf) {
-        if (it.ptr == 0) gap = std::max(gap, range_size(first, it.last));
-      } else if (kind == Kind::kAlloc) {
-        gaps(n)[t] = it.gap;
-        gap = std::max(gap, it.gap);
-      }
-      first = it.last + 1;
-    }
-    pad_pivots(n, cnt, kind);
-    const uint64_t last = items[pos + cnt - 1].last;
+    const uint64_t gap = fill_node(n, items + pos, c.count, c.kind, min);
+    const uint64_t last = items[pos + c.count - 1].last;
     out.push_back(Item{last, reinterpret_cast<uint64_t>(n), ws.opts.track_gaps ? gap : 0});
-    pos += cnt;
+    pos += c.count;
     min = last + 1;
   }
   return true;
@@ -204,7 +188,8 @@ bool merge_children(WriteState& ws, ItemList& items, size_t a, size_t b, unsigne
   const unsigned child_level = level - 1;
   const uint64_t run_min = a == 0 ? list_min : items[a - 1].last + 1;
   ItemList content;
-  for (size_t i = a; i <= b; ++i) read_items(as_node(items[i].ptr), items[i].last, content);
+  for (size_t i = a; i <= b; ++i)
+    read_items(as_node(items[i].ptr), i == 0 ? list_min : items[i - 1].last + 1, items[i].last, content);
   if (child_level >= 1 && !fix_underfull(ws, content, child_level, run_min)) return false;
   ItemList packed;
   if (!pack(ws, content, ws.kind_at(child_level), run_min, packed)) return false;
@@ -261,15 +246,17 @@ void spread_into_neighbour(WriteState& ws, const PathStep& PL, const PathStep& P
   }
   if (use_left) {
     ItemList merged;
-    read_items(left, items_min - 1, merged);
+    const uint64_t left_min = slot_min(PL.node, PL.kind, PL.off - 1, PL.min);
+    read_items(left, left_min, items_min - 1, merged);
     merged.insert(merged.end(), items.begin(), items.end());
     items = std::move(merged);
-    items_min = slot_min(PL.node, PL.off - 1, PL.min);
+    items_min = left_min;
     ws.replaced.push_back(left);
     take_left = 1;
   }
   if (use_right) {
-    read_items(right, slot_max(PR.node, PR.off + 1, PR.count, PR.max), items);
+    read_items(right, slot_min(PR.node, PR.kind, PR.off + 1, PR.min),
+               slot_max(PR.node, PR.kind, PR.off + 1, PR.count, PR.min, PR.max), items);
     ws.replaced.push_back(right);
     take_right = 1;
   }
@@ -282,7 +269,7 @@ void count_subtree(const Node* n, uint64_t& nodes, uint64_t& leaves, uint64_t& e
   unsigned cnt = meta_count(m);
   Kind k = meta_kind(m);
   ++nodes;
-  if (k == Kind::kLeaf) {
+  if (is_leaf(k)) {
     ++leaves;
     for (unsigned i = 0; i < cnt; ++i) (slots(n, k)[i] ? entries : nulls)++;
     return;
@@ -333,11 +320,11 @@ void retire_and_count(WriteState& ws, RetireBatch* batch) {
   if (!ws.replaced.empty() || !ws.dropped.empty()) TreeAccess::bump_generation(t);
   for (Node* n : ws.fresh) {
     ++TreeAccess::nodes(t);
-    if (node_kind(n) == Kind::kLeaf) ++TreeAccess::leaves(t);
+    if (is_leaf(node_kind(n))) ++TreeAccess::leaves(t);
   }
   for (Node* n : ws.replaced) {
     --TreeAccess::nodes(t);
-    if (node_kind(n) == Kind::kLeaf) --TreeAccess::leaves(t);
+    if (is_leaf(node_kind(n))) --TreeAccess::leaves(t);
     mark_dead(n);
     if (sink)
       sink->add(n, false);
@@ -382,13 +369,13 @@ absl::Status publish_root(WriteState& ws, ItemList top, unsigned level) {
   Node* root = as_node(top[0].ptr);
   uint64_t height = level + 1;
   // Single-child internal roots collapse; an old child simply becomes the root.
-  while (node_kind(root) != Kind::kLeaf && node_count(root) == 1) {
+  while (!is_leaf(node_kind(root)) && node_count(root) == 1) {
     Node* child = as_node(slots(root, node_kind(root))[0]);
     ws.consume(root);
     root = child;
     --height;
   }
-  if (node_kind(root) == Kind::kLeaf && node_count(root) == 1 && slots(root, Kind::kLeaf)[0] == 0) {
+  if (is_leaf(node_kind(root)) && node_count(root) == 1 && slots(root, node_kind(root))[0] == 0) {
     ws.consume(root);
     ws.d_nulls -= 1;  // the lone null range is no longer stored
     root = nullptr;
@@ -429,7 +416,7 @@ absl::Status publish_in_parent(WriteState& ws, const Item& fresh, const Path& pa
 void append_slots(const PathStep& s, unsigned from, unsigned to, ItemList& out) {
   Kind k = s.kind;
   for (unsigned i = from; i < to; ++i)
-    out.push_back(Item{slot_max(s.node, i, s.count, s.max), slots(s.node, k)[i],
+    out.push_back(Item{slot_max(s.node, k, i, s.count, s.min, s.max), slots(s.node, k)[i],
                        k == Kind::kAlloc ? load_gap(s.node, i) : 0});
 }
 
@@ -437,17 +424,17 @@ void append_slots(const PathStep& s, unsigned from, unsigned to, ItemList& out) 
 void leaf_items(const PathStep& L, const PathStep& R, uint64_t lo, uint64_t hi, uint64_t value,
                 WriteState& ws, ItemList& out) {
   append_slots(L, 0, L.off, out);
-  const uint64_t* lsl = slots(L.node, Kind::kLeaf);
-  const uint64_t* rsl = slots(R.node, Kind::kLeaf);
-  if (slot_min(L.node, L.off, L.min) < lo) out.push_back(Item{lo - 1, lsl[L.off], 0});
+  const uint64_t* lsl = slots(L.node, L.kind);
+  const uint64_t* rsl = slots(R.node, R.kind);
+  if (slot_min(L.node, L.kind, L.off, L.min) < lo) out.push_back(Item{lo - 1, lsl[L.off], 0});
   out.push_back(Item{hi, value, 0});
-  const uint64_t r_last = slot_max(R.node, R.off, R.count, R.max);
+  const uint64_t r_last = slot_max(R.node, R.kind, R.off, R.count, R.min, R.max);
   if (r_last > hi) out.push_back(Item{r_last, rsl[R.off], 0});
   append_slots(R, R.off + 1, R.count, out);
   // Counter deltas: the old leaves' entries go, the new items come.
   auto tally = [&](const PathStep& s, int sign) {
     for (unsigned i = 0; i < s.count; ++i) {
-      if (slots(s.node, Kind::kLeaf)[i])
+      if (slots(s.node, s.kind)[i])
         ws.d_entries += sign;
       else
         ws.d_nulls += sign;
@@ -464,14 +451,14 @@ RawEntry entry_at(Node* root, uint64_t height, uint64_t index) {
   Path path;
   walk_path(root, height, index, path);
   const PathStep& s = path.at[0];
-  return RawEntry{slot_min(s.node, s.off, s.min), slot_max(s.node, s.off, s.count, s.max),
-                  reinterpret_cast<void*>(slots(s.node, Kind::kLeaf)[s.off])};
+  return RawEntry{slot_min(s.node, s.kind, s.off, s.min), slot_max(s.node, s.kind, s.off, s.count, s.min, s.max),
+                  reinterpret_cast<void*>(slots(s.node, s.kind)[s.off])};
 }
 
 // Returns the entry in slot `off` of a leaf on a path.
 RawEntry entry_in_leaf(const PathStep& s, unsigned off) {
-  return RawEntry{slot_min(s.node, off, s.min), slot_max(s.node, off, s.count, s.max),
-                  reinterpret_cast<void*>(slots(s.node, Kind::kLeaf)[off])};
+  return RawEntry{slot_min(s.node, s.kind, off, s.min), slot_max(s.node, s.kind, off, s.count, s.min, s.max),
+                  reinterpret_cast<void*>(slots(s.node, s.kind)[off])};
 }
 
 // When `index` lies in the leaf of `from`, copies that path into `to` with the
@@ -480,54 +467,49 @@ bool leaf_path_for(const Path& from, uint64_t height, uint64_t index, Path& to) 
   const PathStep& leaf = from.at[0];
   if (index < leaf.min || index > leaf.max) return false;
   for (uint64_t l = 0; l < height; ++l) to.at[l] = from.at[l];
-  to.at[0].off = slot_for(leaf.node, leaf.count, index);
+  to.at[0].off = slot_for(leaf.node, leaf.kind, leaf.count, index, leaf.min);
   return true;
 }
 
 // The common store: [lo, hi] -> v lies in one leaf (path L, slots L.off to
 // hi_off), and the leaf that replaces it keeps between min_fill and capacity
-// slots. The fresh leaf is written straight from the old one, item for item as
-// leaf_items() and pack() would, without building item lists. Returns null
-// when the store does not qualify; *nomem is set when the allocation failed.
+// slots. The fresh leaf is written from a small array of the leaf's items,
+// without the item lists and planning of the general path. Returns null when
+// the store does not qualify; *nomem is set when the allocation failed.
 Node* write_leaf_direct(WriteState& ws, const PathStep& L, unsigned hi_off, uint64_t lo, uint64_t hi,
                         uint64_t v, uint64_t& gap, bool& nomem) {
   const unsigned lo_off = L.off;
-  const uint64_t* op = pivots(L.node);
-  const uint64_t* os = slots(L.node, Kind::kLeaf);
-  const bool head = slot_min(L.node, lo_off, L.min) < lo;
-  const uint64_t r_last = slot_max(L.node, hi_off, L.count, L.max);
+  const uint64_t* os = slots(L.node, L.kind);
+  const bool head = slot_min(L.node, L.kind, lo_off, L.min) < lo;
+  const uint64_t r_last = slot_max(L.node, L.kind, hi_off, L.count, L.min, L.max);
   const bool tail = r_last > hi;
   const unsigned cnt = L.count - (hi_off - lo_off + 1) + unsigned(head) + 1 + unsigned(tail);
-  if (cnt > kLeafSlots || cnt < min_fill(Kind::kLeaf)) return nullptr;
+  if (cnt > kMaxSlots || cnt < kLeafMinFill) return nullptr;
+  Item items[kMaxSlots];
+  unsigned j = 0;
+  auto put = [&](uint64_t last, uint64_t val) { items[j++] = Item{last, val, 0}; };
+  for (unsigned i = 0; i < lo_off; ++i) put(pivot_at(L.node, L.kind, i, L.min), os[i]);  // i < count-1
+  if (head) put(lo - 1, os[lo_off]);
+  put(hi, v);
+  if (tail) put(r_last, os[hi_off]);
+  for (unsigned i = hi_off + 1; i < L.count; ++i) put(slot_max(L.node, L.kind, i, L.count, L.min, L.max), os[i]);
+  Kind kind = Kind::kLeaf32;
+  if (!fits_leaf32(items, cnt, L.min)) {
+    if (cnt > kLeaf64Slots) return nullptr;
+    kind = Kind::kLeaf64;
+  }
   Node* n = ws.alloc();
   if (!n) {
     nomem = true;
     return nullptr;
   }
-  uint64_t* np = pivots(n);
-  uint64_t* ns = slots(n, Kind::kLeaf);
-  const bool track = ws.opts.track_gaps;
-  uint64_t best = 0, first = L.min;
-  unsigned j = 0;
-  auto put = [&](uint64_t last, uint64_t val) {
-    if (j + 1 < cnt) np[j] = last;
-    ns[j++] = val;
-    if (track && val == 0) best = std::max(best, range_size(first, last));
-    first = last + 1;
-  };
-  for (unsigned i = 0; i < lo_off; ++i) put(op[i], os[i]);  // i < count-1: op[i] is its end
-  if (head) put(lo - 1, os[lo_off]);
-  put(hi, v);
-  if (tail) put(r_last, os[hi_off]);
-  for (unsigned i = hi_off + 1; i < L.count; ++i) put(slot_max(L.node, i, L.count, L.max), os[i]);
   // Counter deltas: the slots lo_off..hi_off go, the head, value and tail come.
   for (unsigned i = lo_off; i <= hi_off; ++i) (os[i] ? ws.d_entries : ws.d_nulls)--;
   if (head) (os[lo_off] ? ws.d_entries : ws.d_nulls)++;
   (v ? ws.d_entries : ws.d_nulls)++;
   if (tail) (os[hi_off] ? ws.d_entries : ws.d_nulls)++;
-  pad_pivots(n, cnt, Kind::kLeaf);
-  n->meta = make_meta(cnt, Kind::kLeaf);
-  gap = best;
+  const uint64_t best = fill_node(n, items, cnt, kind, L.min);
+  gap = ws.opts.track_gaps ? best : 0;
   return n;
 }
 
@@ -552,7 +534,7 @@ absl::Status RawTree::store_walked(uint64_t first, uint64_t last, void* value, P
     if (last < kMaxIndex) items.push_back(Item{kMaxIndex, 0, 0});
     for (const Item& it : items) (it.ptr ? ws.d_entries : ws.d_nulls)++;
     ItemList top;
-    if (!pack(ws, items, Kind::kLeaf, 0, top)) return ws.fail_nomem();
+    if (!pack(ws, items, Kind::kLeaf32, 0, top)) return ws.fail_nomem();
     return publish_root(ws, std::move(top), 0);
   }
 
@@ -564,7 +546,7 @@ absl::Status RawTree::store_walked(uint64_t first, uint64_t last, void* value, P
   if (at_lo.first == lo && at_lo.last == hi) {
     // Same bounds: a value swap is one atomic store, and null over null is a no-op.
     if (at_lo.value && v) {
-      publish_slot(lpath.at[0].node, Kind::kLeaf, lpath.at[0].off, v);  // (W2)
+      publish_slot(lpath.at[0].node, lpath.at[0].kind, lpath.at[0].off, v);  // (W2)
       return absl::OkStatus();
     }
     if (!at_lo.value && !v) return absl::OkStatus();

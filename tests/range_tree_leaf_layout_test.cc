@@ -1,0 +1,218 @@
+// The two leaf layouts (src/tree/node.h): Leaf32 keeps 21 slots with pivots
+// as 32-bit offsets from the leaf's min, Leaf64 keeps 16 slots with absolute
+// pivots. Writers pick Leaf32 whenever every stored pivot lies within
+// kMaxOffset (2^32 - 2) of the leaf's min. These tests pin the choice at the
+// exact limit, switch one leaf between the layouts in both directions, read
+// past 2^32 inside a Leaf32's last slot, check the planner's leaf counts, and
+// check that the write bound store_worst_case_nodes() holds for every store.
+#include <algorithm>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "range_tree_unit_util.h"
+#include "rcuvm/fault_injection.h"
+#include "rcuvm/status.h"
+#include "tree/node.h"
+#include "tree/tree_internal.h"
+
+namespace rcuvm::unit {
+namespace {
+
+using detail::Kind;
+using detail::Node;
+using detail::RawEntry;
+using detail::RawTree;
+using detail::TreeAccess;
+
+constexpr uint64_t kLimit = detail::kMaxOffset;  // 0xFFFFFFFE
+
+// The leaves of a tree, left to right, with their layouts.
+std::vector<Kind> LeafKinds(RawTree& t) {
+  std::vector<Kind> out;
+  std::vector<const Node*> stack;
+  if (const Node* r = TreeAccess::root(t)) stack.push_back(r);
+  while (!stack.empty()) {
+    const Node* n = stack.back();
+    stack.pop_back();
+    const Kind k = detail::node_kind(n);
+    if (detail::is_leaf(k)) {
+      out.push_back(k);
+      continue;
+    }
+    for (unsigned i = detail::node_count(n); i-- > 0;)
+      stack.push_back(reinterpret_cast<const Node*>(detail::slots(n, k)[i]));
+  }
+  return out;
+}
+
+Kind RootKind(RawTree& t) { return detail::node_kind(TreeAccess::root(t)); }
+
+void ExpectEntry(const std::optional<RawEntry>& e, uint64_t first, uint64_t last, void* v) {
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->first, first);
+  EXPECT_EQ(e->last, last);
+  EXPECT_EQ(e->value, v);
+}
+
+class LeafLayoutTest : public ::testing::TestWithParam<TreeOptions> {
+ protected:
+  RawTree t_{GetParam()};
+};
+
+TEST_P(LeafLayoutTest, TwentyOneSlotsFitOneLeaf) {
+  // 10 entries with holes around them: 21 slots, one Leaf32 root.
+  for (uint64_t i = 0; i < 10; ++i) RCUVM_ASSERT_OK(t_.store(i * 10 + 1, i * 10 + 5, V(i)));
+  EXPECT_EQ(TreeAccess::height(t_), 1u);
+  EXPECT_EQ(RootKind(t_), Kind::kLeaf32);
+  EXPECT_EQ(detail::node_count(TreeAccess::root(t_)), 21u);
+  // The 11th entry makes 23 slots: two leaves.
+  RCUVM_ASSERT_OK(t_.store(101, 105, V(10)));
+  EXPECT_EQ(TreeAccess::height(t_), 2u);
+  EXPECT_EQ(LeafKinds(t_), (std::vector<Kind>{Kind::kLeaf32, Kind::kLeaf32}));
+  RCUVM_EXPECT_OK(t_.validate());
+  for (uint64_t i = 0; i <= 10; ++i) ExpectEntry(t_.find(i * 10, kMax), i * 10 + 1, i * 10 + 5, V(i));
+}
+
+TEST_P(LeafLayoutTest, LayoutFollowsTheOffsetLimitBothWays) {
+  // The root leaf spans from 0: its stored pivots are absolute offsets.
+  RCUVM_ASSERT_OK(t_.store(10, 20, V(1)));
+  RCUVM_ASSERT_OK(t_.store(kLimit - 14, kLimit, V(2)));  // stored pivot == kLimit
+  ASSERT_EQ(TreeAccess::height(t_), 1u);
+  EXPECT_EQ(RootKind(t_), Kind::kLeaf32);
+  RCUVM_EXPECT_OK(t_.validate());
+  EXPECT_EQ(t_.load(kLimit), V(2));
+  EXPECT_EQ(t_.load(kLimit + 1), nullptr);
+  EXPECT_EQ(t_.load(kLimit - 15), nullptr);
+
+  // One index further: the pivot no longer fits 32 bits, the leaf is rebuilt wide.
+  RCUVM_ASSERT_OK(t_.store(kLimit - 14, kLimit + 1, V(3)));
+  EXPECT_EQ(RootKind(t_), Kind::kLeaf64);
+  RCUVM_EXPECT_OK(t_.validate());
+  EXPECT_EQ(t_.load(kLimit + 1), V(3));
+  EXPECT_EQ(t_.load(kLimit + 2), nullptr);
+  ExpectEntry(t_.find(kLimit + 1, kMax), kLimit - 14, kLimit + 1, V(3));
+  ExpectEntry(t_.find_rev(kMax, 0), kLimit - 14, kLimit + 1, V(3));
+
+  // Unmapping it leaves only small pivots: back to the offset layout.
+  RCUVM_ASSERT_OK(t_.store(kLimit - 14, kLimit + 1, nullptr));
+  EXPECT_EQ(RootKind(t_), Kind::kLeaf32);
+  RCUVM_EXPECT_OK(t_.validate());
+  ExpectEntry(t_.find(0, kMax), 10, 20, V(1));
+  EXPECT_FALSE(t_.find(21, kMax).has_value());
+}
+
+TEST_P(LeafLayoutTest, LookupsFarPastTheOffsetsLandInTheLastSlot) {
+  // Leaves starting well above 0, each ending in a slot that reaches far:
+  // distances from the leaf's min of 2^32 - 1 and more are clamped.
+  const uint64_t base = uint64_t(1) << 44;
+  for (uint64_t i = 0; i < 200; ++i) RCUVM_ASSERT_OK(t_.store(base + i * 16, base + i * 16 + 7, V(i)));
+  // The first leaf stores the end of the hole [0, base - 1]: too far for an
+  // offset. Every other leaf is a Leaf32, the last one spanning to UINT64_MAX.
+  const std::vector<Kind> kinds = LeafKinds(t_);
+  ASSERT_GE(kinds.size(), 2u);
+  EXPECT_EQ(kinds.front(), Kind::kLeaf64);
+  for (size_t i = 1; i < kinds.size(); ++i) EXPECT_EQ(kinds[i], Kind::kLeaf32) << i;
+  RCUVM_EXPECT_OK(t_.validate());
+  const uint64_t end = base + 199 * 16 + 7;
+  for (uint64_t probe : {end + 1, end + 2, end + (uint64_t(1) << 32) - 1, end + (uint64_t(1) << 32),
+                         end + (uint64_t(1) << 33), kMax - 1, kMax}) {
+    EXPECT_EQ(t_.load(probe), nullptr) << probe;
+    EXPECT_FALSE(t_.find(probe, kMax).has_value()) << probe;
+    ExpectEntry(t_.find_rev(probe, 0), base + 199 * 16, end, V(199));
+  }
+  // Below the first leaf's entries too (the first leaf starts at 0).
+  EXPECT_EQ(t_.load(base - 1), nullptr);
+  ExpectEntry(t_.find(0, kMax), base, base + 7, V(0));
+  if (GetParam().track_gaps) {
+    EXPECT_EQ(*t_.find_gap(base, kMax, 8), base + 8);
+    EXPECT_EQ(*t_.find_gap_rev(0, kMax, uint64_t(1) << 40), kMax - (uint64_t(1) << 40) + 1);
+    EXPECT_EQ(*t_.find_gap(end + 1, kMax, uint64_t(1) << 40), end + 1);
+  }
+}
+
+TEST_P(LeafLayoutTest, SpreadIndicesUseSixteenSlotLeaves) {
+  // Entries 2^40 apart: no two pivots of a leaf fit offsets. A bulk load
+  // packs 16 slots a leaf: ceil(201 / 16) leaves, all wide.
+  std::vector<RawEntry> in;
+  for (uint64_t i = 0; i < 100; ++i) in.push_back({(i + 1) << 40, ((i + 1) << 40) + 99, V(i)});
+  RCUVM_ASSERT_OK(t_.bulk_load(in));
+  RCUVM_EXPECT_OK(t_.validate());
+  const std::vector<Kind> kinds = LeafKinds(t_);
+  EXPECT_EQ(kinds.size(), (201u + 15) / 16);
+  for (Kind k : kinds) EXPECT_EQ(k, Kind::kLeaf64);
+  for (uint64_t i = 0; i < 100; ++i) EXPECT_EQ(t_.load(((i + 1) << 40) + 50), V(i));
+}
+
+TEST_P(LeafLayoutTest, OneWideHoleCostsOneLeaf) {
+  // Two dense clusters 2^45 apart: one share of 21 slots spans the hole and is
+  // cut into two Leaf64; every other leaf is a Leaf32.
+  std::vector<RawEntry> in;
+  for (uint64_t i = 0; i < 500; ++i) in.push_back({0x10000 + i * 0x3000, 0x10000 + i * 0x3000 + 0xfff, V(i)});
+  const uint64_t far = uint64_t(1) << 45;
+  for (uint64_t i = 0; i < 500; ++i) in.push_back({far + i * 0x3000, far + i * 0x3000 + 0xfff, V(500 + i)});
+  RCUVM_ASSERT_OK(t_.bulk_load(in));
+  RCUVM_EXPECT_OK(t_.validate());
+  const std::vector<Kind> kinds = LeafKinds(t_);
+  const size_t slots = 2 * in.size() + 1;
+  EXPECT_EQ(kinds.size(), (slots + 20) / 21 + 1);
+  EXPECT_EQ(std::count(kinds.begin(), kinds.end(), Kind::kLeaf64), 2);
+  for (size_t i = 0; i < in.size(); ++i) EXPECT_EQ(t_.load(in[i].first + 7), in[i].value);
+}
+
+TEST_P(LeafLayoutTest, FailedLayoutSwitchLeavesTheTreeAsItWas) {
+  // A multi-level tree whose leftmost leaf switches layout on the store.
+  for (uint64_t i = 0; i < 300; ++i) RCUVM_ASSERT_OK(t_.store(i * 16 + 1, i * 16 + 8, V(i)));
+  ASSERT_GE(TreeAccess::height(t_), 2u);
+  const std::string before = t_.dump();
+  for (uint64_t k = 1;; ++k) {
+    absl::Status s;
+    bool fired;
+    {
+      FailNthAllocation fail(k);
+      s = t_.store(1, (uint64_t(1) << 40) + 3, V(999));
+      fired = fail.fired();
+    }
+    if (!fired) {
+      RCUVM_ASSERT_OK(s);
+      break;
+    }
+    ASSERT_EQ(errno_of(s), ENOMEM) << "allocation " << k;
+    RCUVM_ASSERT_OK(t_.validate());
+    ASSERT_EQ(t_.dump(), before) << "allocation " << k;
+  }
+  RCUVM_EXPECT_OK(t_.validate());
+  ExpectEntry(t_.find(0, kMax), 1, (uint64_t(1) << 40) + 3, V(999));
+  EXPECT_EQ(t_.load((uint64_t(1) << 40) + 4), nullptr);
+}
+
+TEST_P(LeafLayoutTest, NoStoreNeedsMoreThanTheWorstCaseBound) {
+  // Arms a failure just past store_worst_case_nodes(): no store may reach it.
+  // Mixed layouts (clusters near 0 and 2^40 apart) and every write shape.
+  std::mt19937_64 rng(5);
+  auto index = [&rng] {
+    const uint64_t cluster = rng() % 4;
+    return (cluster << 40) + (rng() % 4096) * 16;
+  };
+  for (int op = 0; op < 20000; ++op) {
+    const uint64_t first = index();
+    const uint64_t last = first + (rng() % 8 == 0 ? (uint64_t(1) << (rng() % 44)) : 1 + rng() % 64);
+    void* v = rng() % 4 == 0 ? nullptr : V(op);
+    const uint64_t bound = t_.store_worst_case_nodes();
+    absl::Status s;
+    {
+      FailNthAllocation fail(bound + 1);
+      s = t_.store(first, last, v);
+    }
+    ASSERT_TRUE(s.ok()) << "op " << op << ": store [" << first << ", " << last << "] needed more than " << bound
+                        << " nodes: " << s;
+    if (op % 1000 == 0) RCUVM_ASSERT_OK(t_.validate());
+  }
+  RCUVM_EXPECT_OK(t_.validate());
+}
+
+INSTANTIATE_TEST_SUITE_P(AllModes, LeafLayoutTest, ::testing::ValuesIn(AllModes()), ModeName);
+
+}  // namespace
+}  // namespace rcuvm::unit
