@@ -54,6 +54,9 @@ Node* copy_subtree(const Node* src, uint64_t& nodes, uint64_t& leaves) {
     return c;
   }
   unsigned cnt = meta_count(m);
+  // The children are copied next, in order: start all their misses now, so
+  // that they overlap instead of coming one per child.
+  for (unsigned i = 0; i < cnt; ++i) prefetch_node(reinterpret_cast<const Node*>(slots(src, k)[i]));
   for (unsigned i = 0; i < cnt; ++i) {
     uint64_t sub_nodes = 0, sub_leaves = 0;
     Node* child = copy_subtree(reinterpret_cast<const Node*>(load_slot(src, k, i)), sub_nodes, sub_leaves);
