@@ -172,7 +172,7 @@ class DamageTest : public ::testing::TestWithParam<bool /*track_gaps*/> {
   // Swaps two pivots of a leaf in either layout.
   static void SwapPivots(Node* leaf, unsigned a, unsigned b) {
     if (detail::node_kind(leaf) == detail::Kind::kLeaf32) {
-      auto* off = detail::offsets(leaf);
+      auto* off = detail::offsets(leaf, detail::Kind::kLeaf32);
       const uint32_t t = off[a];
       off[a] = off[b];
       off[b] = t;
@@ -285,11 +285,12 @@ class GapDamageTest : public DamageTest {};
 TEST_P(GapDamageTest, WrongGapIsI6) {
   Build();
   Node* r = root();
-  ASSERT_EQ(detail::node_kind(r), detail::Kind::kAlloc);
-  const uint64_t saved = detail::load_gap(r, 0);
-  detail::store_gap(r, 0, saved + 1);
+  const detail::Kind k = detail::node_kind(r);
+  ASSERT_TRUE(detail::is_alloc(k));
+  const uint64_t saved = detail::load_gap(r, k, 0);
+  detail::store_gap(r, k, 0, saved + 1);
   ExpectBroken("I6");
-  detail::store_gap(r, 0, saved);
+  detail::store_gap(r, k, 0, saved);
   RCUVM_EXPECT_OK(raw_.validate());
 }
 

@@ -41,7 +41,7 @@ std::optional<uint64_t> lowest(const Node* n, uint64_t nmin, uint64_t nmax, cons
       if (load_slot(n, k, i) == 0 && fits(first, last, q, s, e)) return s;
       continue;
     }
-    if (q.use_gaps && k == Kind::kAlloc && load_gap(n, i) < q.size) continue;
+    if (q.use_gaps && is_alloc(k) && load_gap(n, k, i) < q.size) continue;
     if (auto r = lowest(reinterpret_cast<const Node*>(load_slot(n, k, i)), first, last, q)) return r;
   }
   return std::nullopt;
@@ -59,7 +59,7 @@ std::optional<uint64_t> highest(const Node* n, uint64_t nmin, uint64_t nmax, con
       if (load_slot(n, k, i) == 0 && fits(first, last, q, s, e)) return e - (q.size - 1);
       continue;
     }
-    if (q.use_gaps && k == Kind::kAlloc && load_gap(n, i) < q.size) continue;
+    if (q.use_gaps && is_alloc(k) && load_gap(n, k, i) < q.size) continue;
     if (auto r = highest(reinterpret_cast<const Node*>(load_slot(n, k, i)), first, last, q)) return r;
   }
   return std::nullopt;

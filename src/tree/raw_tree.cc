@@ -139,16 +139,17 @@ absl::Status RawTree::preallocate(size_t nodes) {
 
 uint64_t RawTree::store_worst_case_nodes() const {
   WriterScope w(*this, mutex_, options_.external_lock);
-  // Per internal level a store packs at most 15 + 4 + 15 items into at most
-  // 4 nodes, and merging fresh nodes with neighbours makes at most 4 more; the
-  // root may gain a level. The leaf level packs at most 84 items (two leaves
-  // of 21, the new range, and both neighbours) into at most 6 leaves, since
-  // plan_level() falls back to 16-slot shares when wide leaves would need
-  // more: 2 more than an internal level. It retires per level two path
+  // Per level a store packs the two path nodes' slots, what the level below
+  // made, and at most two neighbours, which it takes in only when that keeps
+  // the node count it needs: at most 4 nodes of the roomier layout (21 slots
+  // a leaf, 15 an Alloc32, 16 a Range), or 6 when plan_level() falls back to
+  // even shares of the 64-bit layout (16 a leaf, 10 an Alloc64) because
+  // wide nodes would need more. Merging fresh nodes with neighbours makes at
+  // most 4 more; the root may gain a level. It retires per level two path
   // nodes, up to four neighbours and up to 30 dropped subtrees, in batches of
   // RetireBatch::kPerNode.
   const uint64_t levels = height_ + 2;
-  return 8 * levels + 2 + RetireBatch::nodes_for(levels * 36);
+  return 10 * levels + RetireBatch::nodes_for(levels * 36);
 }
 
 TreeStats RawTree::stats() const {

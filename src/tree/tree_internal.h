@@ -62,11 +62,18 @@ struct TreeAccess {
   static uint64_t leaves(const RawTree& t) { return t.leaves_; }
 };
 
-inline Kind internal_kind(const TreeOptions& o) { return o.track_gaps ? Kind::kAlloc : Kind::kRange; }
+// The internal family of a tree, as the kind its levels are planned with
+// (allocation levels: the roomier layout; plan_level() picks each node's).
+inline Kind internal_kind(const TreeOptions& o) { return o.track_gaps ? Kind::kAlloc32 : Kind::kRange; }
 
 // Whether items[0..cnt), the slots of a leaf whose first index is `min`, fit
 // the Leaf32 layout: at most 21 slots, every stored pivot within kMaxOffset.
 bool fits_leaf32(const Item* items, size_t cnt, uint64_t min);
+
+// Whether items[0..cnt), the children of an allocation node whose first index
+// is `min`, fit the Alloc32 layout: at most 15 children, and the node spans
+// at most kMaxOffset + 1 indices (so its pivots and every gap fit 32 bits).
+bool fits_alloc32(const Item* items, size_t cnt, uint64_t min);
 
 // Writes items[0..cnt) into `n` as an unpublished node of `kind` whose first
 // index is `min`, pivots padded. Returns what the parent records as the
@@ -80,12 +87,13 @@ struct Chunk {
 };
 using ChunkPlan = absl::InlinedVector<Chunk, 8>;
 
-// Cuts the k items of a level (first index `min`) into evenly filled nodes:
-// internal levels into the fewest nodes of `ikind`; the leaf level into
-// Leaf32 nodes, a share too wide for 32-bit offsets cut again into Leaf64
-// nodes, unless even shares of at most 16 slots (each Leaf32 where it fits)
-// need fewer leaves. Every node gets at least its minimum fill when the
-// level needs more than one.
+// Cuts the k items of a level (first index `min`) into evenly filled nodes.
+// Range levels: the fewest kRange nodes. Leaf and allocation levels: nodes
+// of the family's 32-bit layout (Leaf32, Alloc32), a share too wide for it
+// cut again into the 64-bit layout (Leaf64, Alloc64), unless even shares of
+// the 64-bit capacity (each 32-bit where it fits) need fewer nodes. `ikind`
+// names the internal family (any allocation kind, or kRange). Every node gets
+// at least its family's minimum fill when the level needs more than one.
 void plan_level(const Item* items, size_t k, bool leaf_level, Kind ikind, uint64_t min, ChunkPlan& plan);
 
 // Walks from `root` (height h >= 1) to the leaf holding `index`, filling

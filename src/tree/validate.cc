@@ -38,23 +38,25 @@ struct Walker {
     if (m & kDeadBit) return fail("I1", n, min, max, "reachable node is dead");
     const bool leaf_level = depth + 1 == height;
     if (leaf_level && !is_leaf(k)) return fail("I1", n, min, max, "node at leaf depth is not a leaf");
-    if (!leaf_level && k != ikind) return fail("I1", n, min, max, "internal node of the wrong kind (or leaf above leaf depth)");
+    if (!leaf_level && (is_alloc(ikind) ? !is_alloc(k) : k != Kind::kRange)) return fail("I1", n, min, max, "internal node of the wrong kind (or leaf above leaf depth)");
     // I2
     if (cnt < 1 || cnt > capacity(k)) return fail("I2", n, min, max, absl::StrCat("count ", cnt, " out of range"));
     if (!is_root && cnt < min_fill(k))
       return fail("I2", n, min, max, absl::StrCat("count ", cnt, " below minimum ", min_fill(k)));
     if (is_root && !is_leaf(k) && cnt < 2) return fail("I2", n, min, max, "internal root with one child");
     // I3
+    if (k == Kind::kAlloc32 && max - min > kMaxOffset)
+      return fail("I3", n, min, max, "an Alloc32 node spans more than its offsets and gaps can hold");
     for (unsigned i = 0; i + 1 < cnt; ++i) {
-      if (k == Kind::kLeaf32 && offsets(n)[i] > kMaxOffset)
-        return fail("I3", n, min, max, absl::StrCat("offset ", i, " = ", offsets(n)[i], " above the largest"));
+      if (has_offsets(k) && offsets(n, k)[i] > kMaxOffset)
+        return fail("I3", n, min, max, absl::StrCat("offset ", i, " = ", offsets(n, k)[i], " above the largest"));
       uint64_t p = pivot_at(n, k, i, min);
       if (p < min || p >= max) return fail("I3", n, min, max, absl::StrCat("pivot ", i, " = ", p, " outside node"));
       if (i > 0 && p <= pivot_at(n, k, i - 1, min))
         return fail("I3", n, min, max, absl::StrCat("pivot ", i, " not increasing"));
     }
     for (unsigned i = cnt - 1; i + 1 < capacity(k); ++i) {
-      if (k == Kind::kLeaf32 ? offsets(n)[i] != kNoOffset : pivots(n)[i] != UINT64_MAX)
+      if (has_offsets(k) ? offsets(n, k)[i] != kNoOffset : pivots(n)[i] != UINT64_MAX)
         return fail("I3", n, min, max, absl::StrCat("unused pivot ", i, " is not padded"));
     }
     uint64_t best = 0;
@@ -76,8 +78,8 @@ struct Walker {
       uint64_t child_gap = 0;
       if (!visit(reinterpret_cast<const Node*>(s), depth + 1, first, last, false, child_gap)) return false;
       // I6
-      if (k == Kind::kAlloc && load_gap(n, i) != child_gap)
-        return fail("I6", n, min, max, absl::StrCat("gap[", i, "] = ", load_gap(n, i), " but child's largest null range is ", child_gap));
+      if (is_alloc(k) && load_gap(n, k, i) != child_gap)
+        return fail("I6", n, min, max, absl::StrCat("gap[", i, "] = ", load_gap(n, k, i), " but child's largest null range is ", child_gap));
       best = std::max(best, child_gap);
     }
     if (is_leaf(k)) ++leaves;
@@ -90,7 +92,7 @@ void dump_node(const Node* n, uint64_t min, uint64_t max, int depth, std::string
   uint64_t m = meta_relaxed(n);
   unsigned cnt = meta_count(m);
   Kind k = meta_kind(m);
-  static const char* kNames[] = {"leaf64", "range", "alloc", "leaf32"};
+  static const char* kNames[] = {"leaf64", "range", "alloc64", "leaf32", "alloc32", "?", "?", "?"};
   absl::StrAppendFormat(&out, "%*s%s %p [%#x, %#x] count %u%s\n", depth * 2, "", kNames[int(k)],
                         static_cast<const void*>(n), min, max, cnt, (m & kDeadBit) ? " DEAD" : "");
   for (unsigned i = 0; i < cnt; ++i) {
@@ -99,7 +101,7 @@ void dump_node(const Node* n, uint64_t min, uint64_t max, int depth, std::string
     if (is_leaf(k)) {
       absl::StrAppendFormat(&out, "%*s[%#x, %#x] -> %#x\n", depth * 2 + 2, "", first, last, s);
     } else {
-      if (k == Kind::kAlloc) absl::StrAppendFormat(&out, "%*sgap %u\n", depth * 2 + 2, "", load_gap(n, i));
+      if (is_alloc(k)) absl::StrAppendFormat(&out, "%*sgap %u\n", depth * 2 + 2, "", load_gap(n, k, i));
       dump_node(reinterpret_cast<const Node*>(s), first, last, depth + 1, out);
     }
   }

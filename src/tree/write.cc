@@ -65,7 +65,7 @@ void read_items(const Node* n, uint64_t min, uint64_t max, ItemList& out) {
   Kind k = meta_kind(m);
   for (unsigned i = 0; i < cnt; ++i) {
     out.push_back(Item{slot_max(n, k, i, cnt, min, max), slots(n, k)[i],
-                       k == Kind::kAlloc ? load_gap(n, i) : 0});
+                       is_alloc(k) ? load_gap(n, k, i) : 0});
   }
 }
 
@@ -81,8 +81,8 @@ uint64_t node_max_gap(const Node* n, uint64_t min, uint64_t max) {
         if (g > best) best = g;
       }
     }
-  } else if (k == Kind::kAlloc) {
-    for (unsigned i = 0; i < cnt; ++i) best = std::max(best, load_gap(n, i));
+  } else if (is_alloc(k)) {
+    for (unsigned i = 0; i < cnt; ++i) best = std::max(best, load_gap(n, k, i));
   }
   return best;
 }
@@ -403,8 +403,8 @@ absl::Status publish_in_parent(WriteState& ws, const Item& fresh, const Path& pa
     uint64_t g = fresh.gap;
     for (unsigned l = level + 1; l < height; ++l) {
       const PathStep& s = path.at[l];
-      if (load_gap(s.node, s.off) == g) break;
-      store_gap(s.node, s.off, g);
+      if (load_gap(s.node, s.kind, s.off) == g) break;
+      store_gap(s.node, s.kind, s.off, g);
       g = node_max_gap(s.node, s.min, s.max);
     }
   }
@@ -417,7 +417,7 @@ void append_slots(const PathStep& s, unsigned from, unsigned to, ItemList& out) 
   Kind k = s.kind;
   for (unsigned i = from; i < to; ++i)
     out.push_back(Item{slot_max(s.node, k, i, s.count, s.min, s.max), slots(s.node, k)[i],
-                       k == Kind::kAlloc ? load_gap(s.node, i) : 0});
+                       is_alloc(k) ? load_gap(s.node, k, i) : 0});
 }
 
 // Builds the leaf-level items replacing leaves L..R with [lo, hi] -> value.

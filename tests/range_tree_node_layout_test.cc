@@ -1,10 +1,13 @@
-// The two leaf layouts (src/tree/node.h): Leaf32 keeps 21 slots with pivots
-// as 32-bit offsets from the leaf's min, Leaf64 keeps 16 slots with absolute
-// pivots. Writers pick Leaf32 whenever every stored pivot lies within
-// kMaxOffset (2^32 - 2) of the leaf's min. These tests pin the choice at the
-// exact limit, switch one leaf between the layouts in both directions, read
-// past 2^32 inside a Leaf32's last slot, check the planner's leaf counts, and
-// check that the write bound store_worst_case_nodes() holds for every store.
+// The node layouts with 32-bit offsets (src/tree/node.h): Leaf32 keeps 21
+// slots with pivots as offsets from the leaf's min (Leaf64: 16 slots with
+// absolute pivots), and in allocation trees Alloc32 keeps 15 children with
+// offsets and 32-bit gaps (Alloc64: 10 children). Writers pick a Leaf32
+// whenever every stored pivot lies within kMaxOffset (2^32 - 2) of the leaf's
+// min, an Alloc32 whenever the node spans at most kMaxOffset + 1 indices.
+// These tests pin the choice at the exact limit, switch one leaf between the
+// layouts in both directions, read past 2^32 inside a Leaf32's last slot,
+// check the planner's node counts, and check that the write bound
+// store_worst_case_nodes() holds for every store.
 #include <algorithm>
 #include <cstdint>
 #include <random>
@@ -28,22 +31,41 @@ using detail::TreeAccess;
 
 constexpr uint64_t kLimit = detail::kMaxOffset;  // 0xFFFFFFFE
 
+// A node of a tree with its kind and bounds.
+struct NodeInfo {
+  Kind kind;
+  uint64_t min, max;
+};
+
+// Every node of a tree in DFS pre-order.
+std::vector<NodeInfo> Nodes(RawTree& t) {
+  std::vector<NodeInfo> out;
+  struct Todo {
+    const Node* n;
+    uint64_t min, max;
+  };
+  std::vector<Todo> stack;
+  if (const Node* r = TreeAccess::root(t)) stack.push_back({r, 0, kMax});
+  while (!stack.empty()) {
+    const Todo d = stack.back();
+    stack.pop_back();
+    const Kind k = detail::node_kind(d.n);
+    out.push_back({k, d.min, d.max});
+    if (detail::is_leaf(k)) continue;
+    const unsigned cnt = detail::node_count(d.n);
+    for (unsigned i = cnt; i-- > 0;) {
+      stack.push_back({reinterpret_cast<const Node*>(detail::slots(d.n, k)[i]), detail::slot_min(d.n, k, i, d.min),
+                       detail::slot_max(d.n, k, i, cnt, d.min, d.max)});
+    }
+  }
+  return out;
+}
+
 // The leaves of a tree, left to right, with their layouts.
 std::vector<Kind> LeafKinds(RawTree& t) {
   std::vector<Kind> out;
-  std::vector<const Node*> stack;
-  if (const Node* r = TreeAccess::root(t)) stack.push_back(r);
-  while (!stack.empty()) {
-    const Node* n = stack.back();
-    stack.pop_back();
-    const Kind k = detail::node_kind(n);
-    if (detail::is_leaf(k)) {
-      out.push_back(k);
-      continue;
-    }
-    for (unsigned i = detail::node_count(n); i-- > 0;)
-      stack.push_back(reinterpret_cast<const Node*>(detail::slots(n, k)[i]));
-  }
+  for (const NodeInfo& n : Nodes(t))
+    if (detail::is_leaf(n.kind)) out.push_back(n.kind);
   return out;
 }
 
@@ -56,12 +78,12 @@ void ExpectEntry(const std::optional<RawEntry>& e, uint64_t first, uint64_t last
   EXPECT_EQ(e->value, v);
 }
 
-class LeafLayoutTest : public ::testing::TestWithParam<TreeOptions> {
+class NodeLayoutTest : public ::testing::TestWithParam<TreeOptions> {
  protected:
   RawTree t_{GetParam()};
 };
 
-TEST_P(LeafLayoutTest, TwentyOneSlotsFitOneLeaf) {
+TEST_P(NodeLayoutTest, TwentyOneSlotsFitOneLeaf) {
   // 10 entries with holes around them: 21 slots, one Leaf32 root.
   for (uint64_t i = 0; i < 10; ++i) RCUVM_ASSERT_OK(t_.store(i * 10 + 1, i * 10 + 5, V(i)));
   EXPECT_EQ(TreeAccess::height(t_), 1u);
@@ -75,7 +97,7 @@ TEST_P(LeafLayoutTest, TwentyOneSlotsFitOneLeaf) {
   for (uint64_t i = 0; i <= 10; ++i) ExpectEntry(t_.find(i * 10, kMax), i * 10 + 1, i * 10 + 5, V(i));
 }
 
-TEST_P(LeafLayoutTest, LayoutFollowsTheOffsetLimitBothWays) {
+TEST_P(NodeLayoutTest, LayoutFollowsTheOffsetLimitBothWays) {
   // The root leaf spans from 0: its stored pivots are absolute offsets.
   RCUVM_ASSERT_OK(t_.store(10, 20, V(1)));
   RCUVM_ASSERT_OK(t_.store(kLimit - 14, kLimit, V(2)));  // stored pivot == kLimit
@@ -103,7 +125,7 @@ TEST_P(LeafLayoutTest, LayoutFollowsTheOffsetLimitBothWays) {
   EXPECT_FALSE(t_.find(21, kMax).has_value());
 }
 
-TEST_P(LeafLayoutTest, LookupsFarPastTheOffsetsLandInTheLastSlot) {
+TEST_P(NodeLayoutTest, LookupsFarPastTheOffsetsLandInTheLastSlot) {
   // Leaves starting well above 0, each ending in a slot that reaches far:
   // distances from the leaf's min of 2^32 - 1 and more are clamped.
   const uint64_t base = uint64_t(1) << 44;
@@ -132,7 +154,7 @@ TEST_P(LeafLayoutTest, LookupsFarPastTheOffsetsLandInTheLastSlot) {
   }
 }
 
-TEST_P(LeafLayoutTest, SpreadIndicesUseSixteenSlotLeaves) {
+TEST_P(NodeLayoutTest, SpreadIndicesUseSixteenSlotLeaves) {
   // Entries 2^40 apart: no two pivots of a leaf fit offsets. A bulk load
   // packs 16 slots a leaf: ceil(201 / 16) leaves, all wide.
   std::vector<RawEntry> in;
@@ -145,7 +167,7 @@ TEST_P(LeafLayoutTest, SpreadIndicesUseSixteenSlotLeaves) {
   for (uint64_t i = 0; i < 100; ++i) EXPECT_EQ(t_.load(((i + 1) << 40) + 50), V(i));
 }
 
-TEST_P(LeafLayoutTest, OneWideHoleCostsOneLeaf) {
+TEST_P(NodeLayoutTest, OneWideHoleCostsOneLeaf) {
   // Two dense clusters 2^45 apart: one share of 21 slots spans the hole and is
   // cut into two Leaf64; every other leaf is a Leaf32.
   std::vector<RawEntry> in;
@@ -161,7 +183,46 @@ TEST_P(LeafLayoutTest, OneWideHoleCostsOneLeaf) {
   for (size_t i = 0; i < in.size(); ++i) EXPECT_EQ(t_.load(in[i].first + 7), in[i].value);
 }
 
-TEST_P(LeafLayoutTest, FailedLayoutSwitchLeavesTheTreeAsItWas) {
+TEST_P(NodeLayoutTest, AllocationNodesUseOffsetsWhereTheySpanUnder4GiB) {
+  // 3,000 entries 1 MiB apart (3 GiB in all), then 3,000 more from 2^40.
+  std::vector<RawEntry> in;
+  for (uint64_t i = 0; i < 3000; ++i) in.push_back({i << 20, (i << 20) + 0xfff, V(i)});
+  for (uint64_t i = 0; i < 3000; ++i) in.push_back({(uint64_t(1) << 40) + (i << 20), (uint64_t(1) << 40) + (i << 20) + 0xfff, V(3000 + i)});
+  RCUVM_ASSERT_OK(t_.bulk_load(in));
+  RCUVM_EXPECT_OK(t_.validate());
+  size_t alloc32 = 0, alloc64 = 0, range = 0;
+  for (const NodeInfo& n : Nodes(t_)) {
+    if (n.kind == Kind::kAlloc32) {
+      ++alloc32;
+      EXPECT_LE(n.max - n.min, kLimit) << "[" << n.min << ", " << n.max << "]";
+    }
+    alloc64 += n.kind == Kind::kAlloc64;
+    range += n.kind == Kind::kRange;
+  }
+  if (GetParam().track_gaps) {
+    // The root spans everything; nodes inside either cluster fit offsets.
+    EXPECT_EQ(Nodes(t_).front().kind, Kind::kAlloc64);
+    EXPECT_GT(alloc32, alloc64);
+    EXPECT_EQ(range, 0u);
+    // Gap searches read the 32-bit gaps: the 1 MiB - 4 KiB holes, nothing larger
+    // until the end of the first cluster.
+    EXPECT_EQ(*t_.find_gap(0, kMax, 0xff000), uint64_t(0x1000));
+    EXPECT_EQ(*t_.find_gap(0, kMax, 0xff001), (uint64_t(2999) << 20) + 0x1000);
+    EXPECT_EQ(*t_.find_gap_rev(0, (uint64_t(1) << 40) - 1, 0xff000), (uint64_t(1) << 40) - 0xff000);
+    // Unmapping a run of entries grows a gap in place; a search must see it.
+    for (uint64_t i = 1000; i < 1010; ++i) RCUVM_ASSERT_OK(t_.erase(i << 20).status());
+    EXPECT_EQ(*t_.find_gap(0, kMax, 0xaff000), (uint64_t(999) << 20) + 0x1000);
+    EXPECT_EQ(*t_.find_gap(0, kMax, 0xaff001), (uint64_t(2999) << 20) + 0x1000);
+    for (uint64_t i = 1000; i < 1010; ++i) RCUVM_ASSERT_OK(t_.store(i << 20, (i << 20) + 0xfff, V(i)));
+    RCUVM_EXPECT_OK(t_.validate());
+  } else {
+    EXPECT_EQ(alloc32 + alloc64, 0u);
+    EXPECT_GT(range, 0u);
+  }
+  for (size_t i = 0; i < in.size(); i += 7) EXPECT_EQ(t_.load(in[i].first + 9), in[i].value);
+}
+
+TEST_P(NodeLayoutTest, FailedLayoutSwitchLeavesTheTreeAsItWas) {
   // A multi-level tree whose leftmost leaf switches layout on the store.
   for (uint64_t i = 0; i < 300; ++i) RCUVM_ASSERT_OK(t_.store(i * 16 + 1, i * 16 + 8, V(i)));
   ASSERT_GE(TreeAccess::height(t_), 2u);
@@ -187,7 +248,7 @@ TEST_P(LeafLayoutTest, FailedLayoutSwitchLeavesTheTreeAsItWas) {
   EXPECT_EQ(t_.load((uint64_t(1) << 40) + 4), nullptr);
 }
 
-TEST_P(LeafLayoutTest, NoStoreNeedsMoreThanTheWorstCaseBound) {
+TEST_P(NodeLayoutTest, NoStoreNeedsMoreThanTheWorstCaseBound) {
   // Arms a failure just past store_worst_case_nodes(): no store may reach it.
   // Mixed layouts (clusters near 0 and 2^40 apart) and every write shape.
   std::mt19937_64 rng(5);
@@ -212,7 +273,7 @@ TEST_P(LeafLayoutTest, NoStoreNeedsMoreThanTheWorstCaseBound) {
   RCUVM_EXPECT_OK(t_.validate());
 }
 
-INSTANTIATE_TEST_SUITE_P(AllModes, LeafLayoutTest, ::testing::ValuesIn(AllModes()), ModeName);
+INSTANTIATE_TEST_SUITE_P(AllModes, NodeLayoutTest, ::testing::ValuesIn(AllModes()), ModeName);
 
 }  // namespace
 }  // namespace rcuvm::unit
