@@ -40,8 +40,9 @@
 //
 // Invariants (validate() checks them in this order and names the first broken):
 //   I1  every node reachable from the root is live (dead bit clear) and its
-//       kind is the leaf kind at depth `height-1` and the tree's internal kind
-//       above; all leaves are at the same depth.
+//       kind is a leaf kind at depth `height-1` and of the tree's internal
+//       family above (kRange, or kAlloc64/kAlloc32 in allocation mode); all
+//       leaves are at the same depth.
 //   I2  1 <= count <= capacity; nodes other than the root have at least their
 //       family's minimum: 8 for leaves (either layout) and range nodes, 5
 //       for allocation nodes (either layout); an internal root has at least 2.
