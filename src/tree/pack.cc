@@ -1,5 +1,5 @@
-// Packing a level's items into nodes: how many nodes, which leaf layout, and
-// writing one node's slots, pivots and gaps. Shared by writes (write.cc) and
+// Packing a level's items into nodes: how many nodes, which layout (32-bit
+// offsets or full pivots), and writing one node's slots, pivots and gaps. Shared by writes (write.cc) and
 // bulk building (bulk_dup.cc).
 #include "tree/tree_internal.h"
 
@@ -49,10 +49,6 @@ namespace {
 inline unsigned even_share(size_t k, size_t m, size_t j) {
   return unsigned(k / m + (j < k % m ? 1 : 0));
 }
-
-}  // namespace
-
-namespace {
 
 // The two layouts of one node family: the roomy one with 32-bit offsets,
 // usable where `fits` says so, and the wide one.
