@@ -262,11 +262,10 @@ void spread_into_neighbour(WriteState& ws, const PathStep& PL, const PathStep& P
     use_left = use_right = true;
   }
   if (use_left) {
-    ItemList merged;
+    ItemList left_items;
     const uint64_t left_min = slot_min(PL.node, PL.kind, PL.off - 1, PL.min);
-    read_items(left, left_min, items_min - 1, merged);
-    merged.insert(merged.end(), items.begin(), items.end());
-    items = std::move(merged);
+    read_items(left, left_min, items_min - 1, left_items);
+    items.insert(items.begin(), left_items.begin(), left_items.end());
     items_min = left_min;
     ws.replaced.push_back(left);
     take_left = 1;
@@ -620,11 +619,16 @@ absl::Status RawTree::store_walked(uint64_t first, uint64_t last, void* value, P
 
   const unsigned top_level = unsigned(height_ - 1);
 
-  ItemList items;
-  leaf_items(lpath.at[0], rpath.at[0], lo, hi, v, ws, items);
+  // Two lists, swapped from level to level: moving an inlined list copies
+  // its whole buffer.
+  ItemList lists[2];
+  ItemList* cur = &lists[0];
+  ItemList* next = &lists[1];
+  leaf_items(lpath.at[0], rpath.at[0], lo, hi, v, ws, *cur);
   uint64_t items_min = lpath.at[0].min;
 
   for (unsigned level = 0;; ++level) {
+    ItemList& items = *cur;
     const PathStep& L = lpath.at[level];
     const PathStep& R = rpath.at[level];
     const Kind kind = ws.kind_at(level);
@@ -648,17 +652,17 @@ absl::Status RawTree::store_walked(uint64_t first, uint64_t last, void* value, P
     // The parents' slots around the replaced run, with the run in between.
     const PathStep& PL = lpath.at[level + 1];
     const PathStep& PR = rpath.at[level + 1];
-    ItemList next;
-    append_slots(PL, 0, PL.off - take_left, next);
-    next.insert(next.end(), packed.begin(), packed.end());
-    append_slots(PR, PR.off + 1 + take_right, PR.count, next);
+    next->clear();
+    append_slots(PL, 0, PL.off - take_left, *next);
+    next->insert(next->end(), packed.begin(), packed.end());
+    append_slots(PR, PR.off + 1 + take_right, PR.count, *next);
     if (PL.node == PR.node) {
       for (unsigned i = PL.off + 1; i < PR.off; ++i) ws.dropped.push_back(as_node(slots(PL.node, PL.kind)[i]));
     } else {
       for (unsigned i = PL.off + 1; i < PL.count; ++i) ws.dropped.push_back(as_node(slots(PL.node, PL.kind)[i]));
       for (unsigned i = 0; i < PR.off; ++i) ws.dropped.push_back(as_node(slots(PR.node, PR.kind)[i]));
     }
-    items = std::move(next);
+    std::swap(cur, next);
     items_min = PL.min;
   }
 }
