@@ -35,13 +35,17 @@ class Decoder {
 
   uint8_t byte() { return pos_ < data_.size() ? data_[pos_++] : 0; }
 
-  // An index from one of eight classes chosen by the top three bits.
+  // An index from one of eight classes chosen by the top three bits. Class 2
+  // lands within 128 of a multiple of 2^32, where leaves and allocation nodes
+  // switch between 32-bit offsets and full pivots (src/tree/node.h).
   uint64_t index() {
     const uint8_t s = byte();
     const uint64_t low = s & 31;
     uint64_t v = 0;
     switch (s >> 5) {
-      case 0: case 1: case 2: v = low | uint64_t(byte()) << 5; break;       // dense 0..8191
+      case 0: case 1: v = low | uint64_t(byte()) << 5; break;               // dense 0..8191
+      case 2: v = (uint64_t(low & 7) << 32) + byte() - 128; break;          // near k * 2^32: the
+                                                                            // 32-bit offset limit
       case 3: v = (low << 8 | byte()) << 12; break;                         // page aligned
       case 4: v = UINT64_MAX - (low << 8 | byte()); break;                  // near the top
       case 5: v = recent_[0] + (low & 15) - 8; break;                       // touching, wraps
