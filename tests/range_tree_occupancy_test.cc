@@ -83,6 +83,44 @@ TEST_P(OccupancyTest, InOrderInsertionAtEitherEdgeFillsLeaves) {
   }
 }
 
+// The same over a span of tens of GiB (holes of up to 4 MiB): the edge leaf
+// holds the hole from 0 (descending) and the edge nodes above span to
+// UINT64_MAX (ascending), so they need the 64-bit layouts, which hold fewer
+// slots. The nodes left behind the edge must still come out as full as a bulk
+// load packs them (an even split at the edge left them at 8 of 21 leaf slots
+// and 6 of 15 children: 8 levels instead of 6 at 1e6).
+TEST_P(OccupancyTest, InOrderInsertionOverAWideSpanFillsNodes) {
+  constexpr size_t kN = 20000;
+  std::mt19937_64 rng(13);
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  uint64_t end = 0x10000;
+  for (size_t i = 0; i < kN; ++i) {
+    const uint64_t start = end + 4096 * (1 + rng() % 1024);
+    const uint64_t size = 4096 * (1 + rng() % 16);
+    ranges.push_back({start, start + size - 1});
+    end = start + size;
+  }
+  ASSERT_GT(end, uint64_t(16) << 30);
+  Tree bulk(GetParam());
+  std::vector<Tree::Entry> in;
+  for (size_t i = 0; i < kN; ++i) in.push_back({ranges[i].first, ranges[i].second, V(i)});
+  RCUVM_ASSERT_OK(bulk.bulk_load(in));
+  const TreeStats b = bulk.stats();
+  for (const bool descending : {false, true}) {
+    Tree t(GetParam());
+    for (size_t j = 0; j < kN; ++j) {
+      const size_t i = descending ? kN - 1 - j : j;
+      RCUVM_ASSERT_OK(t.store(ranges[i].first, ranges[i].second, V(i)));
+    }
+    RCUVM_ASSERT_OK(t.validate());
+    const TreeStats s = t.stats();
+    ASSERT_EQ(s.entries, kN);
+    EXPECT_LE(s.height, b.height) << (descending ? "descending" : "ascending");
+    EXPECT_LT(double(s.bytes), 1.08 * double(b.bytes))
+        << (descending ? "descending" : "ascending") << ": " << s.nodes << " nodes, bulk " << b.nodes;
+  }
+}
+
 TEST_P(OccupancyTest, ChurnKeepsTheTreeValidAndFull) {
   constexpr size_t kN = 5000;
   const Layout l = MakeLayout(kN, 11);

@@ -121,6 +121,11 @@ inline constexpr unsigned capacity(Kind k) {
     default: return kLeaf64Slots;  // kLeaf64, kRange
   }
 }
+// The capacity of the 64-bit layout of a kind's family (what a node holds
+// whatever its span).
+inline constexpr unsigned wide_capacity(Kind k) {
+  return k == Kind::kLeaf32 ? kLeaf64Slots : k == Kind::kAlloc32 ? kAlloc64Slots : capacity(k);
+}
 // One minimum per family (leaves, allocation nodes), whatever the layout, so
 // that a repack that picks the other layout never turns a legal node into an
 // underfull one.

@@ -1,6 +1,8 @@
 // Packing a level's items into nodes: how many nodes, which layout (32-bit
 // offsets or full pivots), and writing one node's slots, pivots and gaps. Shared by writes (write.cc) and
 // bulk building (bulk_dup.cc).
+#include <algorithm>
+
 #include "tree/tree_internal.h"
 
 namespace rcuvm::detail {
@@ -51,55 +53,106 @@ inline unsigned even_share(size_t k, size_t m, size_t j) {
 }
 
 // The two layouts of one node family: the roomy one with 32-bit offsets,
-// usable where `fits` says so, and the wide one.
+// usable where `fits` says so, and the wide one (the same kind for Range).
 struct Family {
   Kind narrow, wide;
   bool (*fits)(const Item*, size_t, uint64_t);
 };
 
-void plan_family(const Item* items, size_t k, const Family& f, uint64_t min, ChunkPlan& plan) {
+bool always_fits(const Item*, size_t, uint64_t) { return true; }
+
+// The first index of items[from..]: the end of the item before, or `min`.
+inline uint64_t start_of(const Item* items, size_t from, uint64_t min) {
+  return from == 0 ? min : items[from - 1].last + 1;
+}
+
+// Even shares, away from the tree's edges. Plan A: narrow nodes of an even
+// share each; a share that does not fit that layout (it spans 4 GiB or more)
+// becomes wide nodes of an even share of it, each narrow where it fits, so one
+// wide spot costs one extra node. Plan B, when wide spots are common (indices
+// spread over the whole 64-bit space): even shares of the wide capacity, each
+// narrow where it fits. The one with fewer nodes wins.
+void plan_even(const Item* items, size_t k, const Family& f, uint64_t min, ChunkPlan& plan) {
   const unsigned ncap = capacity(f.narrow), wcap = capacity(f.wide);
-  // Plan A: narrow nodes of an even share each; a share that does not fit
-  // that layout (it spans 4 GiB or more) becomes wide nodes of an even share
-  // of it, so one wide spot costs one extra node.
+  auto push_fitted = [&](size_t pos, unsigned cnt) {
+    plan.push_back(Chunk{cnt, f.fits(items + pos, cnt, start_of(items, pos, min)) ? f.narrow : f.wide});
+  };
   size_t m = (k + ncap - 1) / ncap;
   size_t pos = 0;
-  uint64_t chunk_min = min;
   for (size_t j = 0; j < m; ++j) {
     const unsigned cnt = even_share(k, m, j);
-    if (f.fits(items + pos, cnt, chunk_min)) {
+    if (f.fits(items + pos, cnt, start_of(items, pos, min))) {
       plan.push_back(Chunk{cnt, f.narrow});
     } else {
       const size_t parts = (cnt + wcap - 1) / wcap;
-      for (size_t p = 0; p < parts; ++p) plan.push_back(Chunk{even_share(cnt, parts, p), f.wide});
+      size_t part_pos = pos;
+      for (size_t p = 0; p < parts; ++p) {
+        const unsigned part = even_share(cnt, parts, p);
+        push_fitted(part_pos, part);
+        part_pos += part;
+      }
     }
     pos += cnt;
-    chunk_min = items[pos - 1].last + 1;
   }
-  // Plan B, when wide spots are common (indices spread over the whole 64-bit
-  // space, or the levels near the root): even shares of the wide capacity,
-  // each narrow where it fits.
   m = (k + wcap - 1) / wcap;
   if (plan.size() <= m) return;
   plan.clear();
   pos = 0;
-  chunk_min = min;
   for (size_t j = 0; j < m; ++j) {
     const unsigned cnt = even_share(k, m, j);
-    plan.push_back(Chunk{cnt, f.fits(items + pos, cnt, chunk_min) ? f.narrow : f.wide});
+    push_fitted(pos, cnt);
     pos += cnt;
-    chunk_min = items[pos - 1].last + 1;
   }
+}
+
+// At an edge of the tree, where in-order stores (a heap growing up, mmap's
+// top-down placement) keep adding items: nodes are filled to capacity from
+// the interior side and the edge node takes the rest (at least its minimum),
+// so that the nodes left behind are full. Each node takes as many items as
+// fit the narrow layout, or the wide capacity when that is more. `from_right`
+// fills from the right end (growth at the left edge).
+void plan_edge(const Item* items, size_t k, const Family& f, uint64_t min, bool from_right, ChunkPlan& plan) {
+  const unsigned ncap = capacity(f.narrow), wcap = capacity(f.wide);
+  const unsigned floor = min_fill(f.narrow);
+  // Whether the `cnt` items next to the `done` already planned fit narrow.
+  auto fits = [&](size_t done, unsigned cnt) {
+    const size_t from = from_right ? k - done - cnt : done;
+    return f.fits(items + from, cnt, start_of(items, from, min));
+  };
+  size_t done = 0;
+  while (done < k) {
+    const size_t rem = k - done;
+    unsigned narrow = 0;  // fits is monotone: fewer items span less
+    for (unsigned c = unsigned(std::min<size_t>(ncap, rem)); c > 0; --c) {
+      if (fits(done, c)) {
+        narrow = c;
+        break;
+      }
+    }
+    unsigned take = std::max<unsigned>(narrow, unsigned(std::min<size_t>(wcap, rem)));
+    if (rem > take && rem - take < floor) take = unsigned(rem - floor);  // leave the edge node its minimum
+    plan.push_back(Chunk{take, fits(done, take) ? f.narrow : f.wide});
+    done += take;
+  }
+  if (from_right) std::reverse(plan.begin(), plan.end());
+}
+
+Family family_of(bool leaf_level, Kind ikind) {
+  if (leaf_level) return Family{Kind::kLeaf32, Kind::kLeaf64, fits_leaf32};
+  if (is_alloc(ikind)) return Family{Kind::kAlloc32, Kind::kAlloc64, fits_alloc32};
+  return Family{ikind, ikind, always_fits};
 }
 
 }  // namespace
 
 void plan_level(const Item* items, size_t k, bool leaf_level, Kind ikind, uint64_t min, ChunkPlan& plan) {
   plan.clear();
-  if (leaf_level) return plan_family(items, k, Family{Kind::kLeaf32, Kind::kLeaf64, fits_leaf32}, min, plan);
-  if (is_alloc(ikind)) return plan_family(items, k, Family{Kind::kAlloc32, Kind::kAlloc64, fits_alloc32}, min, plan);
-  const size_t m = (k + capacity(ikind) - 1) / capacity(ikind);
-  for (size_t j = 0; j < m; ++j) plan.push_back(Chunk{even_share(k, m, j), ikind});
+  const Family f = family_of(leaf_level, ikind);
+  const bool left_edge = min == 0, right_edge = items[k - 1].last == kMaxIndex;
+  if (left_edge != right_edge && k > capacity(f.wide))
+    plan_edge(items, k, f, min, /*from_right=*/left_edge, plan);
+  else
+    plan_even(items, k, f, min, plan);
 }
 
 }  // namespace rcuvm::detail

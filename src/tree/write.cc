@@ -233,46 +233,71 @@ bool fix_underfull(WriteState& ws, ItemList& items, unsigned level, uint64_t lis
 }
 
 // Before a level's items that overflow one node are packed: spreads them over
-// an old neighbour of the replaced run (in the parents PL / PR) that has room,
+// an old neighbour of the replaced run (in the parents PL / PR) when the two
+// still make as many nodes as the items alone (by plan_level(), which knows
+// the layouts: an edge node spanning to UINT64_MAX holds 10 children, not 15),
 // so that the level keeps its node count. When a run that needs two nodes
 // finds no single neighbour with room, it takes in both neighbours (B*-tree
 // style: three full nodes become four, or stay three when the content fits),
-// so that fresh nodes start three quarters full instead of half. The neighbours' slots join `items`
-// (`items_min` moves to the left one's first index); they are retired with
-// the replaced nodes, and take_left / take_right tell the caller to leave them
-// out of the parent's slots. Reads only; nothing here can fail.
+// so that fresh nodes start three quarters full instead of half. The
+// neighbours' slots join `items` (`items_min` moves to the left one's first
+// index); they are retired with the replaced nodes, and take_left /
+// take_right tell the caller to leave them out of the parent's slots. Reads
+// only; nothing here can fail.
 void spread_into_neighbour(WriteState& ws, const PathStep& PL, const PathStep& PR, Kind kind,
                            ItemList& items, uint64_t& items_min, unsigned& take_left,
                            unsigned& take_right) {
-  const size_t cap = capacity(kind);
+  const bool leaf_level = is_leaf(kind);
   const size_t k = items.size();
-  const size_t m = (k + cap - 1) / cap;
+  ChunkPlan plan;
+  plan_level(items.data(), k, leaf_level, ws.ikind, items_min, plan);
+  const size_t m = plan.size();
   if (m < 2) return;
   Node* left = PL.off > 0 ? as_node(slots(PL.node, PL.kind)[PL.off - 1]) : nullptr;
   Node* right = PR.off + 1 < PR.count ? as_node(slots(PR.node, PR.kind)[PR.off + 1]) : nullptr;
-  bool use_left = left && k + node_count(left) <= m * cap;
-  bool use_right = !use_left && right && k + node_count(right) <= m * cap;
+  const uint64_t left_min = left ? slot_min(PL.node, PL.kind, PL.off - 1, PL.min) : 0;
+  const size_t most = m * capacity(kind);  // `kind`: the family's roomier layout
+  // Whether `cand` (the run with a neighbour's slots, from `cand_min`) still
+  // fits in m nodes.
+  auto fits_in_m = [&](const ItemList& cand, uint64_t cand_min) {
+    plan_level(cand.data(), cand.size(), leaf_level, ws.ikind, cand_min, plan);
+    return plan.size() <= m;
+  };
+  ItemList cand;
+  bool use_left = false, use_right = false;
+  if (left && k + node_count(left) <= most) {
+    read_items(left, left_min, items_min - 1, cand);
+    cand.insert(cand.end(), items.begin(), items.end());
+    use_left = fits_in_m(cand, left_min);
+  }
+  if (!use_left && right && k + node_count(right) <= most) {
+    cand.clear();
+    cand.insert(cand.end(), items.begin(), items.end());
+    read_items(right, slot_min(PR.node, PR.kind, PR.off + 1, PR.min),
+               slot_max(PR.node, PR.kind, PR.off + 1, PR.count, PR.min, PR.max), cand);
+    use_right = fits_in_m(cand, items_min);
+  }
   if (!use_left && !use_right && m == 2 && left && right) {
     // Neither neighbour alone has room: take in both (three nodes then share
     // what fits in three, else four). Not with one neighbour only: at the
     // edge where ascending (or descending) stores grow the tree, two full
     // nodes becoming three would leave every node behind the edge two thirds
-    // full; an even split there refills from the neighbour on the next
-    // overflow (the merge above) instead.
+    // full; plan_level() fills the nodes behind an edge instead.
+    cand.clear();
+    read_items(left, left_min, items_min - 1, cand);
+    cand.insert(cand.end(), items.begin(), items.end());
+    read_items(right, slot_min(PR.node, PR.kind, PR.off + 1, PR.min),
+               slot_max(PR.node, PR.kind, PR.off + 1, PR.count, PR.min, PR.max), cand);
     use_left = use_right = true;
   }
+  if (!use_left && !use_right) return;
+  items.swap(cand);
   if (use_left) {
-    ItemList left_items;
-    const uint64_t left_min = slot_min(PL.node, PL.kind, PL.off - 1, PL.min);
-    read_items(left, left_min, items_min - 1, left_items);
-    items.insert(items.begin(), left_items.begin(), left_items.end());
     items_min = left_min;
     ws.replaced.push_back(left);
     take_left = 1;
   }
   if (use_right) {
-    read_items(right, slot_min(PR.node, PR.kind, PR.off + 1, PR.min),
-               slot_max(PR.node, PR.kind, PR.off + 1, PR.count, PR.min, PR.max), items);
     ws.replaced.push_back(right);
     take_right = 1;
   }
@@ -634,7 +659,8 @@ absl::Status RawTree::store_walked(uint64_t first, uint64_t last, void* value, P
     const Kind kind = ws.kind_at(level);
     if (level >= 1 && !fix_underfull(ws, items, level, items_min)) return ws.fail_nomem();
     unsigned take_left = 0, take_right = 0;
-    if (level < top_level && items.size() > capacity(kind)) {
+    // More than the 64-bit layout holds: the level may need more nodes.
+    if (level < top_level && items.size() > wide_capacity(kind)) {
       spread_into_neighbour(ws, lpath.at[level + 1], rpath.at[level + 1], kind, items, items_min,
                             take_left, take_right);
     }
