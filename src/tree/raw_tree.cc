@@ -141,15 +141,14 @@ uint64_t RawTree::store_worst_case_nodes() const {
   WriterScope w(*this, mutex_, options_.external_lock);
   // Per level a store packs the two path nodes' slots, what the level below
   // made, and at most two neighbours, which it takes in only when that keeps
-  // the node count it needs: at most 4 nodes of the roomier layout (21 slots
-  // a leaf, 15 an Alloc32, 16 a Range), or 6 when plan_level() falls back to
-  // even shares of the 64-bit layout (16 a leaf, 10 an Alloc64) because
-  // wide nodes would need more. Merging fresh nodes with neighbours makes at
-  // most 4 more; the root may gain a level. It retires per level two path
-  // nodes, up to four neighbours and up to 30 dropped subtrees, in batches of
-  // RetireBatch::kPerNode.
+  // the node count it needs: at most 84 leaf items or 45 internal ones.
+  // plan_level() makes at most one node more than shares of the 64-bit
+  // layout would (16 a leaf, 10 an Alloc64): 7 nodes. Merging fresh nodes
+  // with neighbours makes at most 4 more; the root may gain a level. It
+  // retires per level two path nodes, up to four neighbours and up to 30
+  // dropped subtrees, in batches of RetireBatch::kPerNode.
   const uint64_t levels = height_ + 2;
-  return 10 * levels + RetireBatch::nodes_for(levels * 36);
+  return 12 * levels + RetireBatch::nodes_for(levels * 36);
 }
 
 TreeStats RawTree::stats() const {

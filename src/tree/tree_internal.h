@@ -87,13 +87,16 @@ struct Chunk {
 };
 using ChunkPlan = absl::InlinedVector<Chunk, 8>;
 
-// Cuts the k items of a level (first index `min`) into evenly filled nodes.
-// Range levels: the fewest kRange nodes. Leaf and allocation levels: nodes
-// of the family's 32-bit layout (Leaf32, Alloc32), a share too wide for it
-// cut again into the 64-bit layout (Leaf64, Alloc64), unless even shares of
-// the 64-bit capacity (each 32-bit where it fits) need fewer nodes. `ikind`
-// names the internal family (any allocation kind, or kRange). Every node gets
-// at least its family's minimum fill when the level needs more than one.
+// Cuts the k items of a level (first index `min`) into nodes. Away from the
+// tree's edges, into even shares: nodes of the family's 32-bit layout (Leaf32,
+// Alloc32), a share too wide for it cut again into 64-bit nodes (Leaf64,
+// Alloc64; Range has one layout), unless even shares of the 64-bit capacity
+// need fewer nodes. When the items reach exactly one edge of the index space
+// (min 0, or last UINT64_MAX), where in-order stores grow the tree, nodes are
+// filled to capacity from the interior side and the edge node takes the rest.
+// `ikind` names the internal family (any allocation kind, or kRange). Every
+// node gets at least its family's minimum fill when the level needs more than
+// one.
 void plan_level(const Item* items, size_t k, bool leaf_level, Kind ikind, uint64_t min, ChunkPlan& plan);
 
 // Walks from `root` (height h >= 1) to the leaf holding `index`, filling
