@@ -16,7 +16,12 @@ inline constexpr unsigned kMaxHeight = 40;
 
 // One slot's worth of content: a value (leaf level) or a child with the
 // largest gap below it (internal levels). `last` is the slot's last index.
+// The empty constructor leaves an Item uninitialised on purpose: item lists
+// grow by resize() and are then written in place, and zeroing them first was
+// a twentieth of a random insert's instructions.
 struct Item {
+  Item() {}  // NOLINT: deliberately not `= default` (that would zero on resize)
+  constexpr Item(uint64_t l, uint64_t p, uint64_t g) : last(l), ptr(p), gap(g) {}
   uint64_t last;
   uint64_t ptr;
   uint64_t gap;

@@ -64,17 +64,29 @@ namespace {
 // Appends slots [from, to) of `n` (kind k, count cnt, spanning [min, max]) to
 // `out` as items, written in place: building each Item on the stack and
 // copying it stalled on store forwarding, a tenth of a random insert's time.
+template <Kind K>
+void append_items_of(const Node* n, unsigned cnt, uint64_t min, uint64_t max, unsigned from, unsigned to,
+                     Item* dst) {
+  const uint64_t* sl = slots(n, K);
+  for (unsigned i = from; i < to; ++i, ++dst) {
+    dst->last = i + 1 == cnt ? max : pivot_at(n, K, i, min);
+    dst->ptr = sl[i];
+    dst->gap = is_alloc(K) ? load_gap(n, K, i) : 0;
+  }
+}
+
 void append_items(const Node* n, Kind k, unsigned cnt, uint64_t min, uint64_t max, unsigned from, unsigned to,
                   ItemList& out) {
   if (from >= to) return;
   const size_t base = out.size();
   out.resize(base + (to - from));
   Item* dst = out.data() + base;
-  const uint64_t* sl = slots(n, k);
-  for (unsigned i = from; i < to; ++i, ++dst) {
-    dst->last = slot_max(n, k, i, cnt, min, max);
-    dst->ptr = sl[i];
-    dst->gap = is_alloc(k) ? load_gap(n, k, i) : 0;
+  switch (k) {
+    case Kind::kLeaf32: return append_items_of<Kind::kLeaf32>(n, cnt, min, max, from, to, dst);
+    case Kind::kLeaf64: return append_items_of<Kind::kLeaf64>(n, cnt, min, max, from, to, dst);
+    case Kind::kAlloc32: return append_items_of<Kind::kAlloc32>(n, cnt, min, max, from, to, dst);
+    case Kind::kAlloc64: return append_items_of<Kind::kAlloc64>(n, cnt, min, max, from, to, dst);
+    default: return append_items_of<Kind::kRange>(n, cnt, min, max, from, to, dst);
   }
 }
 
@@ -117,6 +129,9 @@ struct WriteState {
   absl::InlinedVector<Node*, 8> dropped;
   int64_t d_entries = 0;
   int64_t d_nulls = 0;
+  // Whether a fresh node below its minimum fill was packed: until then
+  // fix_underfull() has nothing to look for.
+  bool packed_underfull = false;
 
   explicit WriteState(RawTree& t)
       : tree(t), opts(TreeAccess::options(t)), ikind(internal_kind(TreeAccess::options(t))) {}
@@ -171,16 +186,20 @@ struct WriteState {
 };
 
 // Packs items[0..k) (the slots of one level, first slot starting at `min`)
-// into the fewest evenly filled nodes (plan_level()), of `kind` or, at the
-// leaf level (`kind` a leaf kind), of the layout each leaf fits; appends one
-// item per node to `out`. Returns false when an allocation fails.
-bool pack(WriteState& ws, const Item* items, size_t k, Kind kind, uint64_t min, ItemList& out) {
-  ChunkPlan plan;
-  plan_level(items, k, is_leaf(kind), kind, min, plan);
+// into the fewest evenly filled nodes (plan_level(), or `planned` when the
+// caller already has that plan), of `kind` or, at the leaf level (`kind` a
+// leaf kind), of the layout each leaf fits; appends one item per node to
+// `out`. Returns false when an allocation fails.
+bool pack(WriteState& ws, const Item* items, size_t k, Kind kind, uint64_t min, ItemList& out,
+          const ChunkPlan* planned = nullptr) {
+  ChunkPlan own;
+  if (!planned) plan_level(items, k, is_leaf(kind), kind, min, own);
+  const ChunkPlan& plan = planned ? *planned : own;
   size_t pos = 0;
   for (const Chunk& c : plan) {
     Node* n = ws.alloc();
     if (!n) return false;
+    if (c.count < min_fill(c.kind)) ws.packed_underfull = true;
     const uint64_t gap = fill_node(n, items + pos, c.count, c.kind, min);
     const uint64_t last = items[pos + c.count - 1].last;
     out.push_back(Item{last, reinterpret_cast<uint64_t>(n), ws.opts.track_gaps ? gap : 0});
@@ -190,8 +209,9 @@ bool pack(WriteState& ws, const Item* items, size_t k, Kind kind, uint64_t min, 
   return true;
 }
 
-bool pack(WriteState& ws, const ItemList& items, Kind kind, uint64_t min, ItemList& out) {
-  return pack(ws, items.data(), items.size(), kind, min, out);
+bool pack(WriteState& ws, const ItemList& items, Kind kind, uint64_t min, ItemList& out,
+          const ChunkPlan* planned = nullptr) {
+  return pack(ws, items.data(), items.size(), kind, min, out, planned);
 }
 
 Node* as_node(uint64_t p) { return reinterpret_cast<Node*>(p); }
@@ -220,6 +240,7 @@ bool merge_children(WriteState& ws, ItemList& items, size_t a, size_t b, unsigne
 // A child with no neighbour stays: its parent is then underfull too, and is
 // fixed one level up, where merging the parents makes the child a neighbour.
 bool fix_underfull(WriteState& ws, ItemList& items, unsigned level, uint64_t list_min) {
+  if (!ws.packed_underfull) return true;
   for (size_t i = 0; i < items.size() && items.size() > 1; ++i) {
     Node* c = as_node(items[i].ptr);
     if (!ws.is_fresh(c)) continue;
@@ -243,27 +264,36 @@ bool fix_underfull(WriteState& ws, ItemList& items, unsigned level, uint64_t lis
 // neighbours' slots join `items` (`items_min` moves to the left one's first
 // index); they are retired with the replaced nodes, and take_left /
 // take_right tell the caller to leave them out of the parent's slots. Reads
-// only; nothing here can fail.
-void spread_into_neighbour(WriteState& ws, const PathStep& PL, const PathStep& PR, Kind kind,
-                           ItemList& items, uint64_t& items_min, unsigned& take_left,
-                           unsigned& take_right) {
+// only; nothing here can fail. The merged list is built in `spare`; the
+// return value says whether it replaces `items` (the caller swaps the two).
+// `plan` ends as the plan of the list the level will be packed from, when
+// `planned` says so.
+bool spread_into_neighbour(WriteState& ws, const PathStep& PL, const PathStep& PR, Kind kind,
+                           const ItemList& items, ItemList& spare, uint64_t& items_min, unsigned& take_left,
+                           unsigned& take_right, ChunkPlan& plan, bool& planned) {
   const bool leaf_level = is_leaf(kind);
   const size_t k = items.size();
-  ChunkPlan plan;
   plan_level(items.data(), k, leaf_level, ws.ikind, items_min, plan);
+  planned = true;
   const size_t m = plan.size();
-  if (m < 2) return;
+  if (m < 2) return false;
   Node* left = PL.off > 0 ? as_node(slots(PL.node, PL.kind)[PL.off - 1]) : nullptr;
   Node* right = PR.off + 1 < PR.count ? as_node(slots(PR.node, PR.kind)[PR.off + 1]) : nullptr;
   const uint64_t left_min = left ? slot_min(PL.node, PL.kind, PL.off - 1, PL.min) : 0;
   const size_t most = m * capacity(kind);  // `kind`: the family's roomier layout
   // Whether `cand` (the run with a neighbour's slots, from `cand_min`) still
-  // fits in m nodes.
+  // fits in m nodes; its plan is then in `cplan`.
+  ChunkPlan cplan;
   auto fits_in_m = [&](const ItemList& cand, uint64_t cand_min) {
-    plan_level(cand.data(), cand.size(), leaf_level, ws.ikind, cand_min, plan);
-    return plan.size() <= m;
+    plan_level(cand.data(), cand.size(), leaf_level, ws.ikind, cand_min, cplan);
+    return cplan.size() <= m;
   };
-  ItemList cand;
+  auto read_right = [&](ItemList& out) {
+    read_items(right, slot_min(PR.node, PR.kind, PR.off + 1, PR.min),
+               slot_max(PR.node, PR.kind, PR.off + 1, PR.count, PR.min, PR.max), out);
+  };
+  ItemList& cand = spare;
+  cand.clear();
   bool use_left = false, use_right = false;
   if (left && k + node_count(left) <= most) {
     read_items(left, left_min, items_min - 1, cand);
@@ -273,11 +303,12 @@ void spread_into_neighbour(WriteState& ws, const PathStep& PL, const PathStep& P
   if (!use_left && right && k + node_count(right) <= most) {
     cand.clear();
     cand.insert(cand.end(), items.begin(), items.end());
-    read_items(right, slot_min(PR.node, PR.kind, PR.off + 1, PR.min),
-               slot_max(PR.node, PR.kind, PR.off + 1, PR.count, PR.min, PR.max), cand);
+    read_right(cand);
     use_right = fits_in_m(cand, items_min);
   }
-  if (!use_left && !use_right && m == 2 && left && right) {
+  if (use_left || use_right) {
+    plan.swap(cplan);
+  } else if (m == 2 && left && right) {
     // Neither neighbour alone has room: take in both (three nodes then share
     // what fits in three, else four). Not with one neighbour only: at the
     // edge where ascending (or descending) stores grow the tree, two full
@@ -286,12 +317,11 @@ void spread_into_neighbour(WriteState& ws, const PathStep& PL, const PathStep& P
     cand.clear();
     read_items(left, left_min, items_min - 1, cand);
     cand.insert(cand.end(), items.begin(), items.end());
-    read_items(right, slot_min(PR.node, PR.kind, PR.off + 1, PR.min),
-               slot_max(PR.node, PR.kind, PR.off + 1, PR.count, PR.min, PR.max), cand);
+    read_right(cand);
     use_left = use_right = true;
+    planned = false;
   }
-  if (!use_left && !use_right) return;
-  items.swap(cand);
+  if (!use_left && !use_right) return false;
   if (use_left) {
     items_min = left_min;
     ws.replaced.push_back(left);
@@ -301,6 +331,7 @@ void spread_into_neighbour(WriteState& ws, const PathStep& PL, const PathStep& P
     ws.replaced.push_back(right);
     take_right = 1;
   }
+  return true;
 }
 
 // Counts what a dropped subtree holds, for the tree's counters.
@@ -462,25 +493,26 @@ void append_slots(const PathStep& s, unsigned from, unsigned to, ItemList& out) 
 void leaf_items(const PathStep& L, const PathStep& R, uint64_t lo, uint64_t hi, uint64_t value,
                 WriteState& ws, ItemList& out) {
   append_slots(L, 0, L.off, out);
+  const size_t mid = out.size();
   const uint64_t* lsl = slots(L.node, L.kind);
   const uint64_t* rsl = slots(R.node, R.kind);
   if (slot_min(L.node, L.kind, L.off, L.min) < lo) out.push_back(Item{lo - 1, lsl[L.off], 0});
   out.push_back(Item{hi, value, 0});
   const uint64_t r_last = slot_max(R.node, R.kind, R.off, R.count, R.min, R.max);
   if (r_last > hi) out.push_back(Item{r_last, rsl[R.off], 0});
-  append_slots(R, R.off + 1, R.count, out);
-  // Counter deltas: the old leaves' entries go, the new items come.
-  auto tally = [&](const PathStep& s, int sign) {
-    for (unsigned i = 0; i < s.count; ++i) {
-      if (slots(s.node, s.kind)[i])
-        ws.d_entries += sign;
-      else
-        ws.d_nulls += sign;
-    }
+  // Counter deltas: the old slots from L.off to R.off go (the leaves between
+  // go with their subtrees), the items just pushed come.
+  auto drop = [&](const PathStep& s, unsigned from, unsigned to) {
+    for (unsigned i = from; i < to; ++i) (slots(s.node, s.kind)[i] ? ws.d_entries : ws.d_nulls)--;
   };
-  tally(L, -1);
-  if (R.node != L.node) tally(R, -1);
-  for (const Item& it : out) (it.ptr ? ws.d_entries : ws.d_nulls)++;
+  if (R.node == L.node) {
+    drop(L, L.off, R.off + 1);
+  } else {
+    drop(L, L.off, L.count);
+    drop(R, 0, R.off + 1);
+  }
+  for (size_t i = mid; i < out.size(); ++i) (out[i].ptr ? ws.d_entries : ws.d_nulls)++;
+  append_slots(R, R.off + 1, R.count, out);
 }
 
 // Returns the bounds and value of the entry holding `index` (writer context).
@@ -644,28 +676,32 @@ absl::Status RawTree::store_walked(uint64_t first, uint64_t last, void* value, P
 
   const unsigned top_level = unsigned(height_ - 1);
 
-  // Two lists, swapped from level to level: moving an inlined list copies
-  // its whole buffer.
-  ItemList lists[2];
+  // Three lists whose roles rotate (moving an inlined list copies its whole
+  // buffer): the level's items, the parent level's being built, and the
+  // spare that spread_into_neighbour() builds a merged run in.
+  ItemList lists[3];
   ItemList* cur = &lists[0];
   ItemList* next = &lists[1];
+  ItemList* spare = &lists[2];
   leaf_items(lpath.at[0], rpath.at[0], lo, hi, v, ws, *cur);
   uint64_t items_min = lpath.at[0].min;
 
   for (unsigned level = 0;; ++level) {
-    ItemList& items = *cur;
     const PathStep& L = lpath.at[level];
     const PathStep& R = rpath.at[level];
     const Kind kind = ws.kind_at(level);
-    if (level >= 1 && !fix_underfull(ws, items, level, items_min)) return ws.fail_nomem();
+    if (level >= 1 && !fix_underfull(ws, *cur, level, items_min)) return ws.fail_nomem();
     unsigned take_left = 0, take_right = 0;
+    ChunkPlan plan;
+    bool planned = false;
     // More than the 64-bit layout holds: the level may need more nodes.
-    if (level < top_level && items.size() > wide_capacity(kind)) {
-      spread_into_neighbour(ws, lpath.at[level + 1], rpath.at[level + 1], kind, items, items_min,
-                            take_left, take_right);
+    if (level < top_level && cur->size() > wide_capacity(kind)) {
+      if (spread_into_neighbour(ws, lpath.at[level + 1], rpath.at[level + 1], kind, *cur, *spare, items_min,
+                                take_left, take_right, plan, planned))
+        std::swap(cur, spare);
     }
     ItemList packed;
-    if (!pack(ws, items, kind, items_min, packed)) return ws.fail_nomem();
+    if (!pack(ws, *cur, kind, items_min, packed, planned ? &plan : nullptr)) return ws.fail_nomem();
     ws.replaced.push_back(L.node);
     if (R.node != L.node) ws.replaced.push_back(R.node);
 
