@@ -12,6 +12,7 @@
 
 #include <sys/mman.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <mutex>
 #include <new>
@@ -33,6 +34,9 @@ constexpr size_t kChunkBytes = size_t(2) << 20;
 struct Depot {
   std::mutex mu;
   std::vector<std::vector<Node*>> full;  // guarded by mu
+  // full.size(), written under mu; read without it as a hint, so that a
+  // writer growing a tree (nothing freed yet) does not take mu per node.
+  std::atomic<size_t> full_count{0};
 };
 Depot& depot() {
   static Depot* d = new Depot;  // never destroyed: threads may exit after main
@@ -43,6 +47,7 @@ void give_to_depot(std::vector<Node*>&& mag) {
   Depot& d = depot();
   std::lock_guard<std::mutex> lock(d.mu);
   d.full.push_back(std::move(mag));
+  d.full_count.store(d.full.size(), std::memory_order_relaxed);
 }
 
 struct ThreadCache {
@@ -75,10 +80,13 @@ Node* node_alloc() {
     auto& c = tc.nodes;
     if (c.empty()) {
       Depot& d = depot();
-      std::lock_guard<std::mutex> lock(d.mu);
-      if (!d.full.empty()) {
-        c.swap(d.full.back());
-        d.full.pop_back();
+      if (d.full_count.load(std::memory_order_relaxed) != 0) {
+        std::lock_guard<std::mutex> lock(d.mu);
+        if (!d.full.empty()) {
+          c.swap(d.full.back());
+          d.full.pop_back();
+          d.full_count.store(d.full.size(), std::memory_order_relaxed);
+        }
       }
     }
     if (!c.empty()) {

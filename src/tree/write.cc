@@ -541,13 +541,85 @@ bool leaf_path_for(const Path& from, uint64_t height, uint64_t index, Path& to) 
   return true;
 }
 
+// The largest null range of a Leaf32 with `cnt` slots spanning [min, max].
+uint64_t leaf32_max_gap(const Node* n, unsigned cnt, uint64_t min, uint64_t max) {
+  const uint64_t* sl = slots(n, Kind::kLeaf32);
+  const OffsetWord* off = offsets(n, Kind::kLeaf32);
+  uint64_t best = 0, first = min;
+  for (unsigned i = 0; i < cnt; ++i) {
+    const uint64_t last = i + 1 == cnt ? max : min + off[i];
+    if (sl[i] == 0) best = std::max(best, range_size(first, last));
+    first = last + 1;
+  }
+  return best;
+}
+
+// write_leaf_direct() for a Leaf32 that stays a Leaf32 (nearly every store
+// into a tree of address-space-like ranges): the slots and offsets before and
+// after the stored run are copied as they are, and the leaf's largest gap
+// comes from its parent's record when the slots that go did not hold it.
+// Returns false when the result would not be a Leaf32 with `cnt` slots.
+bool copy_leaf32_with_store(WriteState& ws, Node* n, const PathStep& L, const PathStep& P, unsigned hi_off,
+                            uint64_t lo, uint64_t hi, uint64_t v, bool head, bool tail, uint64_t r_last,
+                            unsigned cnt, uint64_t& gap) {
+  const unsigned lo_off = L.off;
+  const unsigned c = L.count;
+  const uint64_t* os = slots(L.node, Kind::kLeaf32);
+  const OffsetWord* oo = offsets(L.node, Kind::kLeaf32);
+  // The largest stored pivot of the result, when it may not be an old one:
+  // the run reaches the old last slot, whose end (the leaf's max) was not stored.
+  if (hi_off + 1 == c && cnt >= 2) {
+    const uint64_t top = tail ? hi : head ? lo - 1 : lo_off > 0 ? L.min + oo[lo_off - 1] : L.min;
+    if (top - L.min > kMaxOffset) return false;
+  }
+  n->meta = make_meta(cnt, Kind::kLeaf32);
+  uint64_t* ns = slots(n, Kind::kLeaf32);
+  OffsetWord* no = offsets(n, Kind::kLeaf32);
+  std::memcpy(ns, os, lo_off * sizeof(uint64_t));
+  std::memcpy(no, oo, lo_off * sizeof(uint32_t));
+  unsigned j = lo_off;
+  auto put = [&](uint64_t last, uint64_t val) {
+    ns[j] = val;
+    if (j + 1 < cnt) no[j] = uint32_t(last - L.min);
+    ++j;
+  };
+  if (head) put(lo - 1, os[lo_off]);
+  put(hi, v);
+  if (tail) put(r_last, os[hi_off]);
+  const unsigned rest = c - hi_off - 1;
+  std::memcpy(ns + j, os + hi_off + 1, rest * sizeof(uint64_t));
+  // Offsets of the old slots after the run; the old last slot has none.
+  if (rest > 1) std::memcpy(no + j, oo + hi_off + 1, (rest - 1) * sizeof(uint32_t));
+  for (unsigned i = cnt - 1; i + 1 < kLeaf32Slots; ++i) no[i] = kNoOffset;
+  if (!ws.opts.track_gaps) {
+    gap = 0;
+    return true;
+  }
+  // The parent records the old leaf's largest gap (I6). If no slot that goes
+  // held a null range that large, the result's largest gap is that record or
+  // the new null range, whichever is larger; otherwise count again.
+  const uint64_t old_gap = load_gap(P.node, P.kind, P.off);
+  uint64_t gone = 0;
+  for (unsigned i = lo_off; i <= hi_off; ++i) {
+    if (os[i] == 0)
+      gone = std::max(gone, range_size(slot_min(L.node, Kind::kLeaf32, i, L.min),
+                                       slot_max(L.node, Kind::kLeaf32, i, c, L.min, L.max)));
+  }
+  if (gone < old_gap) {
+    gap = v ? old_gap : std::max(old_gap, range_size(lo, hi));
+  } else {
+    gap = leaf32_max_gap(n, cnt, L.min, L.max);
+  }
+  return true;
+}
+
 // The common store: [lo, hi] -> v lies in one leaf (path L, slots L.off to
 // hi_off), and the leaf that replaces it keeps between min_fill and capacity
 // slots. The fresh leaf is written from a small array of the leaf's items,
 // without the item lists and planning of the general path. Returns null when
 // the store does not qualify; *nomem is set when the allocation failed.
-Node* write_leaf_direct(WriteState& ws, const PathStep& L, unsigned hi_off, uint64_t lo, uint64_t hi,
-                        uint64_t v, uint64_t& gap, bool& nomem) {
+Node* write_leaf_direct(WriteState& ws, const PathStep& L, const PathStep& P, unsigned hi_off, uint64_t lo,
+                        uint64_t hi, uint64_t v, uint64_t& gap, bool& nomem) {
   const unsigned lo_off = L.off;
   const uint64_t* os = slots(L.node, L.kind);
   const bool head = slot_min(L.node, L.kind, lo_off, L.min) < lo;
@@ -555,6 +627,25 @@ Node* write_leaf_direct(WriteState& ws, const PathStep& L, unsigned hi_off, uint
   const bool tail = r_last > hi;
   const unsigned cnt = L.count - (hi_off - lo_off + 1) + unsigned(head) + 1 + unsigned(tail);
   if (cnt > kMaxSlots || cnt < kLeafMinFill) return nullptr;
+  auto count_deltas = [&] {
+    // The slots lo_off..hi_off go, the head, value and tail come.
+    for (unsigned i = lo_off; i <= hi_off; ++i) (os[i] ? ws.d_entries : ws.d_nulls)--;
+    if (head) (os[lo_off] ? ws.d_entries : ws.d_nulls)++;
+    (v ? ws.d_entries : ws.d_nulls)++;
+    if (tail) (os[hi_off] ? ws.d_entries : ws.d_nulls)++;
+  };
+  if (L.kind == Kind::kLeaf32) {
+    Node* n = ws.alloc();
+    if (!n) {
+      nomem = true;
+      return nullptr;
+    }
+    if (copy_leaf32_with_store(ws, n, L, P, hi_off, lo, hi, v, head, tail, r_last, cnt, gap)) {
+      count_deltas();
+      return n;
+    }
+    ws.discard(n);
+  }
   Item items[kMaxSlots];
   unsigned j = 0;
   auto put = [&](uint64_t last, uint64_t val) { items[j++] = Item{last, val, 0}; };
@@ -573,11 +664,7 @@ Node* write_leaf_direct(WriteState& ws, const PathStep& L, unsigned hi_off, uint
     nomem = true;
     return nullptr;
   }
-  // Counter deltas: the slots lo_off..hi_off go, the head, value and tail come.
-  for (unsigned i = lo_off; i <= hi_off; ++i) (os[i] ? ws.d_entries : ws.d_nulls)--;
-  if (head) (os[lo_off] ? ws.d_entries : ws.d_nulls)++;
-  (v ? ws.d_entries : ws.d_nulls)++;
-  if (tail) (os[hi_off] ? ws.d_entries : ws.d_nulls)++;
+  count_deltas();
   const uint64_t best = fill_node(n, items, cnt, kind, L.min);
   gap = ws.opts.track_gaps ? best : 0;
   return n;
@@ -658,7 +745,7 @@ absl::Status RawTree::store_walked(uint64_t first, uint64_t last, void* value, P
   if (height_ >= 2 && lpath.at[0].node == rpath.at[0].node) {
     uint64_t gap = 0;
     bool nomem = false;
-    if (Node* n = write_leaf_direct(ws, lpath.at[0], rpath.at[0].off, lo, hi, v, gap, nomem)) {
+    if (Node* n = write_leaf_direct(ws, lpath.at[0], lpath.at[1], rpath.at[0].off, lo, hi, v, gap, nomem)) {
       ws.replaced.push_back(lpath.at[0].node);
       return publish_in_parent(ws, Item{lpath.at[0].max, reinterpret_cast<uint64_t>(n), gap}, lpath, 0,
                                height_);
