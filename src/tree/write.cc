@@ -110,8 +110,14 @@ uint64_t node_max_gap(const Node* n, uint64_t min, uint64_t max) {
         if (g > best) best = g;
       }
     }
-  } else if (is_alloc(k)) {
-    for (unsigned i = 0; i < cnt; ++i) best = std::max(best, load_gap(n, k, i));
+  } else if (k == Kind::kAlloc32) {
+    const OffsetWord* g = gaps32(n);
+    uint32_t b = 0;
+    for (unsigned i = 0; i < cnt; ++i) b = std::max<uint32_t>(b, __atomic_load_n(&g[i], __ATOMIC_RELAXED));
+    best = b;
+  } else if (k == Kind::kAlloc64) {
+    const uint64_t* g = gaps64(n);
+    for (unsigned i = 0; i < cnt; ++i) best = std::max(best, __atomic_load_n(&g[i], __ATOMIC_RELAXED));
   }
   return best;
 }
@@ -472,11 +478,21 @@ absl::Status publish_in_parent(WriteState& ws, const Item& fresh, const Path& pa
   const PathStep& p = path.at[level + 1];
   publish_slot(p.node, p.kind, p.off, fresh.ptr);  // (W2)
   if (ws.opts.track_gaps) {
+    // Up the path while a node's largest gap changes. The parent's record of
+    // a node's largest gap (I6) usually settles it without a scan: a gap that
+    // grew to or past it is the new largest; a change in a slot below it
+    // leaves it as it is.
     uint64_t g = fresh.gap;
     for (unsigned l = level + 1; l < height; ++l) {
       const PathStep& s = path.at[l];
-      if (load_gap(s.node, s.kind, s.off) == g) break;
+      const uint64_t old = load_gap(s.node, s.kind, s.off);
+      if (old == g) break;
       store_gap(s.node, s.kind, s.off, g);
+      if (l + 1 == height) break;
+      const PathStep& up = path.at[l + 1];
+      const uint64_t largest = load_gap(up.node, up.kind, up.off);  // s.node's, before
+      if (g >= largest) continue;       // g is s.node's largest now
+      if (old < largest) break;         // the largest is another slot's, unchanged
       g = node_max_gap(s.node, s.min, s.max);
     }
   }
