@@ -1,8 +1,8 @@
 // How full the tree keeps its nodes, and the retire batches a tree keeps
 // pending across writes (write.cc): a split first spreads into a neighbour
-// with room, else takes in both neighbours (three nodes into four), so random
-// insertion leaves nodes well above half full, and in-order insertion nearly
-// full; replaced nodes wait in a per-tree batch that is
+// with room (leaves: room to spare; internal nodes: else both neighbours,
+// three nodes into four), so random insertion leaves nodes well above half
+// full, and in-order insertion nearly full; replaced nodes wait in a per-tree batch that is
 // handed to RCU when full, on destroy(), set_rcu() and destruction (a batch
 // nobody hands over would be a leak, which the ASan build's LeakSanitizer sees).
 #include <algorithm>
@@ -50,14 +50,17 @@ TEST_P(OccupancyTest, RandomInsertionKeepsNodesFull) {
   ASSERT_EQ(s.entries, kN);
   // Each range brings itself and the hole before it: 2 slots of a 21-slot
   // leaf (the layout with 32-bit pivot offsets, which these indices fit).
-  // Half-full leaves would need 48 bytes of leaf per range; the spreading
-  // splits keep leaves about 86% full on average: 30.3 bytes a range without
-  // gap tracking, 30.8 with it (15-child Alloc32 internal nodes); 40.5 and
-  // 42.5 with 16-slot leaves and 10-child allocation nodes only.
+  // Half-full leaves would need 48 bytes of leaf per range; spreading into a
+  // neighbour with room keeps leaves about 79% full on average: 33.1 bytes a
+  // range without gap tracking, 33.5 with it (15-child Alloc32 internal
+  // nodes). Plain even splits give 37.7 at 1e6; spreading also into nearly
+  // full neighbours and three-into-four leaf splits gave 30.8 (86% full) but
+  // made random insertion about 15% slower (leaves kept full overflow again
+  // on the next insert, and each overflow rewrote three or four leaves).
   const double leaf_fill = double(s.entries + s.nulls) / double(21 * s.leaves);
-  EXPECT_GT(leaf_fill, 0.84) << "leaves " << s.leaves << ", nodes " << s.nodes;
+  EXPECT_GT(leaf_fill, 0.77) << "leaves " << s.leaves << ", nodes " << s.nodes;
   const double bytes_per_range = double(s.bytes) / double(kN);
-  EXPECT_LT(bytes_per_range, GetParam().track_gaps ? 31.5 : 31.0) << "nodes " << s.nodes;
+  EXPECT_LT(bytes_per_range, GetParam().track_gaps ? 34.0 : 33.7) << "nodes " << s.nodes;
 }
 
 // Ascending stores (a heap growing up) and descending ones (mmap's top-down
