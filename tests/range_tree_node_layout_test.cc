@@ -223,6 +223,86 @@ TEST_P(NodeLayoutTest, AllocationNodesUseOffsetsWhereTheySpanUnder4GiB) {
   for (size_t i = 0; i < in.size(); i += 7) EXPECT_EQ(t_.load(in[i].first + 9), in[i].value);
 }
 
+// A store inside one Leaf32 copies the leaf's other slots and takes the
+// leaf's largest gap from the parent's record unless a slot that goes held
+// it (write.cc, copy_leaf32_with_store). validate() checks every recorded
+// gap (I6); the searches check what the gaps are used for.
+TEST_P(NodeLayoutTest, StoresInsideOneLeafKeepItsLargestGapRight) {
+  // 400 entries of 16 indices at a stride of 64: holes of 48 indices, except
+  // the widened ones below. Several levels, every leaf a Leaf32.
+  for (uint64_t i = 0; i < 400; ++i) RCUVM_ASSERT_OK(t_.store(0x1000 + i * 64, 0x1000 + i * 64 + 15, V(i)));
+  ASSERT_GE(TreeAccess::height(t_), 2u);
+  auto start = [](uint64_t i) { return 0x1000 + i * 64; };
+  // Two equal largest holes in one leaf (entries 101 and 103 gone: 112 free).
+  RCUVM_ASSERT_OK(t_.erase(start(101)).status());
+  RCUVM_ASSERT_OK(t_.erase(start(103)).status());
+  RCUVM_ASSERT_OK(t_.validate());
+  if (GetParam().track_gaps) {
+    EXPECT_EQ(*t_.find_gap(0x1000, kMax, 112), start(100) + 16);
+  }
+  // Filling the middle of one largest hole leaves the other as the largest.
+  RCUVM_ASSERT_OK(t_.store(start(101), start(101) + 15, V(101)));
+  RCUVM_ASSERT_OK(t_.validate());
+  if (GetParam().track_gaps) {
+    EXPECT_EQ(*t_.find_gap(0x1000, kMax, 112), start(102) + 16);
+  }
+  // Filling the last one brings the leaf back to holes of 48.
+  RCUVM_ASSERT_OK(t_.store(start(103), start(103) + 15, V(103)));
+  RCUVM_ASSERT_OK(t_.validate());
+  if (GetParam().track_gaps) {
+    EXPECT_EQ(*t_.find_gap(0x1000, kMax, 48), uint64_t(0x1000) + 16);
+    EXPECT_EQ(*t_.find_gap(0x1000, kMax, 49), start(399) + 16);
+  }
+  // A store into a hole smaller than the largest: the record stays.
+  RCUVM_ASSERT_OK(t_.erase(start(200)).status());
+  RCUVM_ASSERT_OK(t_.store(start(150) + 20, start(150) + 29, V(1000)));
+  RCUVM_ASSERT_OK(t_.validate());
+  if (GetParam().track_gaps) {
+    EXPECT_EQ(*t_.find_gap(0x1000, kMax, 112), start(199) + 16);
+  }
+  // A null store over an entry and the holes beside it makes the largest.
+  RCUVM_ASSERT_OK(t_.store(start(300), start(300) + 15, nullptr));
+  RCUVM_ASSERT_OK(t_.validate());
+  if (GetParam().track_gaps) {
+    EXPECT_EQ(*t_.find_gap(start(201), kMax, 112), start(299) + 16);
+  }
+  for (uint64_t i = 0; i < 400; i += 3) {
+    if (i == 200 || i == 300) continue;
+    EXPECT_EQ(t_.load(start(i) + 5), V(i)) << i;
+  }
+}
+
+// A store into the last slot of a Leaf32, where that slot reaches 4 GiB and
+// more past the leaf's min: the pieces' ends become stored pivots, which no
+// longer fit offsets, so the fresh leaf is a Leaf64.
+TEST_P(NodeLayoutTest, StoreFarIntoALeaf32sLastSlotWidensTheLeaf) {
+  for (uint64_t i = 0; i < 300; ++i) RCUVM_ASSERT_OK(t_.store(0x1000 + i * 64, 0x1000 + i * 64 + 15, V(i)));
+  ASSERT_GE(TreeAccess::height(t_), 2u);
+  ASSERT_EQ(LeafKinds(t_).back(), Kind::kLeaf32);
+  const uint64_t far = kLimit + 0x10000;
+  RCUVM_ASSERT_OK(t_.store(far, far + 99, V(999)));
+  RCUVM_ASSERT_OK(t_.validate());
+  EXPECT_EQ(LeafKinds(t_).back(), Kind::kLeaf64);
+  EXPECT_EQ(t_.load(far - 1), nullptr);
+  EXPECT_EQ(t_.load(far), V(999));
+  EXPECT_EQ(t_.load(far + 99), V(999));
+  EXPECT_EQ(t_.load(far + 100), nullptr);
+  ExpectEntry(t_.find(0x1000 + 299 * 64 + 16, kMax), far, far + 99, V(999));
+  if (GetParam().track_gaps) {
+    EXPECT_EQ(*t_.find_gap(far, kMax, 101), far + 100);
+  }
+  // And a store ending exactly at the offset limit stays in the offset layout.
+  RawTree u{GetParam()};
+  for (uint64_t i = 0; i < 300; ++i) RCUVM_ASSERT_OK(u.store(0x1000 + i * 64, 0x1000 + i * 64 + 15, V(i)));
+  std::vector<NodeInfo> nodes = Nodes(u);
+  const uint64_t last_leaf_min = nodes.back().min;
+  RCUVM_ASSERT_OK(u.store(last_leaf_min + kLimit - 9, last_leaf_min + kLimit, V(7)));
+  RCUVM_ASSERT_OK(u.validate());
+  EXPECT_EQ(LeafKinds(u).back(), Kind::kLeaf32);
+  EXPECT_EQ(u.load(last_leaf_min + kLimit), V(7));
+  EXPECT_EQ(u.load(last_leaf_min + kLimit + 1), nullptr);
+}
+
 TEST_P(NodeLayoutTest, FailedLayoutSwitchLeavesTheTreeAsItWas) {
   // A multi-level tree whose leftmost leaf switches layout on the store.
   for (uint64_t i = 0; i < 300; ++i) RCUVM_ASSERT_OK(t_.store(i * 16 + 1, i * 16 + 8, V(i)));
