@@ -259,6 +259,9 @@ bool fix_underfull(WriteState& ws, ItemList& items, unsigned level, uint64_t lis
   return true;
 }
 
+// The slots each leaf keeps free when a leaf's overflow spreads into a neighbour.
+inline constexpr unsigned kLeafSpreadSlack = 2;
+
 // Before a level's items that overflow one node are packed: spreads them over
 // an old neighbour of the replaced run (in the parents PL / PR) when the two
 // still make as many nodes as the items alone (by plan_level(), which knows
@@ -279,8 +282,6 @@ bool fix_underfull(WriteState& ws, ItemList& items, unsigned level, uint64_t lis
 // return value says whether it replaces `items` (the caller swaps the two).
 // `plan` ends as the plan of the list the level will be packed from, when
 // `planned` says so.
-inline constexpr unsigned kLeafSpreadSlack = 2;
-
 bool spread_into_neighbour(WriteState& ws, const PathStep& PL, const PathStep& PR, Kind kind,
                            const ItemList& items, ItemList& spare, uint64_t& items_min, unsigned& take_left,
                            unsigned& take_right, ChunkPlan& plan, bool& planned) {
