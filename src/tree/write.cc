@@ -294,12 +294,14 @@ bool spread_into_neighbour(WriteState& ws, const PathStep& PL, const PathStep& P
   Node* left = PL.off > 0 ? as_node(slots(PL.node, PL.kind)[PL.off - 1]) : nullptr;
   Node* right = PR.off + 1 < PR.count ? as_node(slots(PR.node, PR.kind)[PR.off + 1]) : nullptr;
   const uint64_t left_min = left ? slot_min(PL.node, PL.kind, PL.off - 1, PL.min) : 0;
-  const size_t most = m * capacity(kind);  // `kind`: the family's roomier layout
+  // At most this many items spread over m nodes (`kind`: the family's
+  // roomier layout), less the slack leaves keep: a neighbour with more is not
+  // even read.
+  const size_t most = m * (capacity(kind) - (leaf_level ? kLeafSpreadSlack : 0));
   // Whether `cand` (the run with a neighbour's slots, from `cand_min`) still
-  // fits in m nodes, with the slack leaves keep; its plan is then in `cplan`.
+  // fits in m nodes; its plan is then in `cplan`.
   ChunkPlan cplan;
   auto fits_in_m = [&](const ItemList& cand, uint64_t cand_min) {
-    if (leaf_level && cand.size() + m * kLeafSpreadSlack > most) return false;
     plan_level(cand.data(), cand.size(), leaf_level, ws.ikind, cand_min, cplan);
     return cplan.size() <= m;
   };
