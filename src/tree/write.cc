@@ -640,6 +640,51 @@ bool copy_leaf32_with_store(WriteState& ws, Node* n, const PathStep& L, const Pa
   return true;
 }
 
+// An internal node `P` (kind K) with its slots a..b replaced by the fresh
+// nodes `run`, written into `n` with `nc` slots: the slots, pivots and gaps
+// before and after the run are copied as they are (the node's bounds, and so
+// its offsets, do not change). Returns the node's largest gap (0 without gaps).
+template <Kind K>
+uint64_t copy_internal_with_run(Node* n, const PathStep& P, unsigned a, unsigned b, const ItemList& run,
+                                unsigned nc) {
+  const Node* o = P.node;
+  const unsigned r = unsigned(run.size());
+  const unsigned rest = P.count - b - 1;  // old slots after the run
+  n->meta = make_meta(nc, K);
+  uint64_t* ns = slots(n, K);
+  const uint64_t* os = slots(o, K);
+  std::memcpy(ns, os, a * sizeof(uint64_t));
+  for (unsigned i = 0; i < r; ++i) ns[a + i] = run[i].ptr;
+  std::memcpy(ns + a + r, os + b + 1, rest * sizeof(uint64_t));
+  // Pivot j is stored for j < nc - 1: the run's last item ends at the old
+  // slot b's end, which is a stored pivot unless b was the last slot.
+  if constexpr (has_offsets(K)) {
+    OffsetWord* no = offsets(n, K);
+    const OffsetWord* oo = offsets(o, K);
+    std::memcpy(no, oo, a * sizeof(uint32_t));
+    for (unsigned i = 0; i < r && a + i + 1 < nc; ++i) no[a + i] = uint32_t(run[i].last - P.min);
+    if (rest > 1) std::memcpy(no + a + r, oo + b + 1, (rest - 1) * sizeof(uint32_t));
+  } else {
+    uint64_t* np = pivots(n);
+    const uint64_t* op = pivots(o);
+    std::memcpy(np, op, a * sizeof(uint64_t));
+    for (unsigned i = 0; i < r && a + i + 1 < nc; ++i) np[a + i] = run[i].last;
+    if (rest > 1) std::memcpy(np + a + r, op + b + 1, (rest - 1) * sizeof(uint64_t));
+  }
+  pad_pivots(n, nc, K);
+  uint64_t best = 0;
+  if constexpr (is_alloc(K)) {
+    auto put = [&](unsigned j, uint64_t g) {
+      store_gap(n, K, j, g);
+      best = std::max(best, g);
+    };
+    for (unsigned i = 0; i < a; ++i) put(i, load_gap(o, K, i));
+    for (unsigned i = 0; i < r; ++i) put(a + i, run[i].gap);
+    for (unsigned i = 0; i < rest; ++i) put(a + r + i, load_gap(o, K, b + 1 + i));
+  }
+  return best;
+}
+
 // The common store: [lo, hi] -> v lies in one leaf (path L, slots L.off to
 // hi_off), and the leaf that replaces it keeps between min_fill and capacity
 // slots. The fresh leaf is written from a small array of the leaf's items,
@@ -825,9 +870,38 @@ absl::Status RawTree::store_walked(uint64_t first, uint64_t last, void* value, P
       return publish_in_parent(ws, packed[0], lpath, level, height_);
     }
 
-    // The parents' slots around the replaced run, with the run in between.
     const PathStep& PL = lpath.at[level + 1];
     const PathStep& PR = rpath.at[level + 1];
+    // One parent whose run of slots a..b the fresh nodes replace, and which
+    // keeps its layout and enough slots: it is copied with the run swapped
+    // in, without the item lists and planning below (nodes a fresh node
+    // below its minimum would merge with take that path).
+    if (PL.node == PR.node && !ws.packed_underfull) {
+      const unsigned a = PL.off - take_left, b = PR.off + take_right;
+      const unsigned nc = PL.count - (b - a + 1) + unsigned(packed.size());
+      const bool at_root = level + 1 == top_level;
+      if (nc <= capacity(PL.kind) && nc >= (at_root ? 2u : min_fill(PL.kind))) {
+        Node* n = ws.alloc();
+        if (!n) return ws.fail_nomem();
+        uint64_t gap;
+        switch (PL.kind) {
+          case Kind::kAlloc32: gap = copy_internal_with_run<Kind::kAlloc32>(n, PL, a, b, packed, nc); break;
+          case Kind::kAlloc64: gap = copy_internal_with_run<Kind::kAlloc64>(n, PL, a, b, packed, nc); break;
+          default: gap = copy_internal_with_run<Kind::kRange>(n, PL, a, b, packed, nc); break;
+        }
+        for (unsigned i = PL.off + 1; i < PR.off; ++i) ws.dropped.push_back(as_node(slots(PL.node, PL.kind)[i]));
+        ws.replaced.push_back(PL.node);
+        const Item fresh{PL.max, reinterpret_cast<uint64_t>(n), ws.opts.track_gaps ? gap : 0};
+        if (at_root) {
+          ItemList top;
+          top.push_back(fresh);
+          return publish_root(ws, std::move(top), level + 1);
+        }
+        return publish_in_parent(ws, fresh, lpath, level + 1, height_);
+      }
+    }
+
+    // The parents' slots around the replaced run, with the run in between.
     next->clear();
     append_slots(PL, 0, PL.off - take_left, *next);
     next->insert(next->end(), packed.begin(), packed.end());
