@@ -62,16 +62,6 @@ absl::Status dup_mm(Mm& parent, Mm& child) {
   ChildBuild build{child, {}};
   if (absl::Status s = parent.tree.dup_into(child.tree); !s.ok()) return s;
 
-  // VM_DONTCOPY ranges leave the child's tree below; reserve their nodes now
-  // so that those stores cannot fail.
-  uint64_t dontcopy = 0;
-  for (Vma* v : parent.range(0, UINT64_MAX)) dontcopy += (v->flags & vmf::kDontCopy) ? 1 : 0;
-  if (dontcopy) {
-    if (absl::Status s = child.tree.preallocate(dontcopy * child.tree.store_worst_case_nodes());
-        !s.ok())
-      return s;
-  }
-
   // One pass: each entry gets the child's own VMA, in place.
   std::vector<std::pair<uint64_t, uint64_t>> dropped;
   std::vector<std::pair<Vma*, Vma*>> copied;  // parent, child
@@ -102,6 +92,13 @@ absl::Status dup_mm(Mm& parent, Mm& child) {
     if (n->ops) n->ops->open(*n);
     if (absl::Status s = c.replace(n); !s.ok()) return s;
     copied.emplace_back(p, n);
+  }
+  // VM_DONTCOPY ranges (seen in the pass above) leave the child's tree now;
+  // their nodes are reserved first, so that those stores cannot fail.
+  if (!dropped.empty()) {
+    if (absl::Status s = child.tree.preallocate(dropped.size() * child.tree.store_worst_case_nodes());
+        !s.ok())
+      return s;
   }
   for (auto [first, last] : dropped)
     if (absl::Status s = child.tree.store(first, last, nullptr); !s.ok()) return s;
