@@ -104,11 +104,12 @@ uint64_t node_max_gap(const Node* n, uint64_t min, uint64_t max) {
   Kind k = meta_kind(m);
   uint64_t best = 0;
   if (is_leaf(k)) {
+    const uint64_t* sl = slots(n, k);
+    uint64_t first = min;
     for (unsigned i = 0; i < cnt; ++i) {
-      if (slots(n, k)[i] == 0) {
-        uint64_t g = range_size(slot_min(n, k, i, min), slot_max(n, k, i, cnt, min, max));
-        if (g > best) best = g;
-      }
+      const uint64_t last = i + 1 == cnt ? max : pivot_at(n, k, i, min);
+      if (sl[i] == 0) best = std::max(best, range_size(first, last));
+      first = last + 1;
     }
   } else if (k == Kind::kAlloc32) {
     const OffsetWord* g = gaps32(n);
@@ -568,19 +569,6 @@ bool leaf_path_for(const Path& from, uint64_t height, uint64_t index, Path& to) 
   return true;
 }
 
-// The largest null range of a Leaf32 with `cnt` slots spanning [min, max].
-uint64_t leaf32_max_gap(const Node* n, unsigned cnt, uint64_t min, uint64_t max) {
-  const uint64_t* sl = slots(n, Kind::kLeaf32);
-  const OffsetWord* off = offsets(n, Kind::kLeaf32);
-  uint64_t best = 0, first = min;
-  for (unsigned i = 0; i < cnt; ++i) {
-    const uint64_t last = i + 1 == cnt ? max : min + off[i];
-    if (sl[i] == 0) best = std::max(best, range_size(first, last));
-    first = last + 1;
-  }
-  return best;
-}
-
 // write_leaf_direct() for a Leaf32 that stays a Leaf32 (nearly every store
 // into a tree of address-space-like ranges): the slots and offsets before and
 // after the stored run are copied as they are, and the leaf's largest gap
@@ -635,7 +623,7 @@ bool copy_leaf32_with_store(WriteState& ws, Node* n, const PathStep& L, const Pa
   if (gone < old_gap) {
     gap = v ? old_gap : std::max(old_gap, range_size(lo, hi));
   } else {
-    gap = leaf32_max_gap(n, cnt, L.min, L.max);
+    gap = node_max_gap(n, L.min, L.max);
   }
   return true;
 }
