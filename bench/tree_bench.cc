@@ -26,7 +26,9 @@
 //   W6_read/<peer>/readers:<r>/writer:<0|1>
 // Every row has the counter ns_per_op (per lookup, per insert, per churn op
 // = half a pair, per copied entry); W4 rows also Mentries_per_s; W6 rows
-// Mlookups_per_s (all readers), per_reader_Mlookups_per_s, writer_Kpairs_per_s.
+// Mlookups_per_s (all readers), per_reader_Mlookups_per_s, writer_Kpairs_per_s,
+// reader_cpu_pct (share of wall time the readers were on a CPU) and
+// per_reader_Mlookups_per_cpu_s (their rate per CPU second).
 //
 // Extra flags (before the --benchmark_* ones):
 //   --rcuvm_time_scale=X   multiplies every row's minimum time (default 1)
@@ -38,6 +40,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <functional>
 #include <map>
 #include <memory>
@@ -74,6 +77,13 @@ using Clock = std::chrono::steady_clock;
 
 double g_time_scale = 1.0;
 double g_w6_seconds = 1.0;
+
+// CPU time the calling thread has used, in seconds.
+double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
 
 double seconds_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
@@ -789,11 +799,11 @@ void BM_W6(benchmark::State& st, int readers, bool writer) {
     return;
   }
   for (int r = 0; r < readers; ++r) w6_addresses(r);
-  double reader_rate_sum = 0, writer_rate = 0;
+  double reader_rate_sum = 0, reader_cpu_sum = 0, writer_rate = 0;
   for (auto _ : st) {
     std::atomic<int> ready{0};
     std::atomic<bool> go{false}, stop{false};
-    std::vector<double> rates(readers, 0.0);
+    std::vector<double> rates(readers, 0.0), cpu_share(readers, 0.0);
     std::vector<std::thread> threads;
     for (int r = 0; r < readers; ++r) {
       threads.emplace_back([&, r] {
@@ -806,6 +816,7 @@ void BM_W6(benchmark::State& st, int readers, bool writer) {
         uint64_t done = 0;
         size_t i = 0;
         const auto t0 = Clock::now();
+        const double cpu0 = thread_cpu_seconds();
         while (!stop.load(std::memory_order_relaxed)) {
           for (int k = 0; k < 256; ++k) {
             benchmark::DoNotOptimize(t.find(addrs[i]));
@@ -813,7 +824,9 @@ void BM_W6(benchmark::State& st, int readers, bool writer) {
           }
           done += 256;
         }
-        rates[r] = static_cast<double>(done) / seconds_between(t0, Clock::now());
+        const double wall = seconds_between(t0, Clock::now());
+        rates[r] = static_cast<double>(done) / wall;
+        cpu_share[r] = (thread_cpu_seconds() - cpu0) / wall;
       });
     }
     if (writer) {
@@ -841,12 +854,19 @@ void BM_W6(benchmark::State& st, int readers, bool writer) {
     stop.store(true);
     for (auto& th : threads) th.join();
     for (double x : rates) reader_rate_sum += x;
+    for (double x : cpu_share) reader_cpu_sum += x;
   }
   const double iters = static_cast<double>(st.iterations());
   const double reader_rate = reader_rate_sum / iters;
   st.counters["Mlookups_per_s"] = reader_rate / 1e6;
   st.counters["per_reader_Mlookups_per_s"] = readers ? reader_rate / readers / 1e6 : 0.0;
   st.counters["writer_Kpairs_per_s"] = writer_rate / 1e3;
+  // Share of wall time the readers were on a CPU, and their rate per CPU
+  // second: they split a throughput loss into time taken by other threads
+  // (the writer, liburcu's call_rcu thread) and slower lookups.
+  st.counters["reader_cpu_pct"] = readers ? 100.0 * reader_cpu_sum / iters / readers : 0.0;
+  st.counters["per_reader_Mlookups_per_cpu_s"] =
+      readers && reader_cpu_sum > 0 ? reader_rate / (reader_cpu_sum / iters) / 1e6 : 0.0;
   st.counters["ns_per_op"] = readers ? 1e9 / (reader_rate / readers) : (writer_rate ? 1e9 / (2 * writer_rate) : 0.0);
   if (std::string e = s.tree->check(); !e.empty()) st.SkipWithError(e.c_str());
 }
