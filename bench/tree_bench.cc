@@ -769,9 +769,12 @@ W6Shared<P>& w6_state() {
   const std::string key = "w6";
   if (!(g_slot.tag == peer_tag<P>() && g_slot.key == key)) {
     release_slot();
+    P::quiesce();  // the released tree's reclamation, not timed
     auto s = std::make_shared<W6Shared<P>>();
     s->tree = std::make_shared<P>(true);
     build(*s->tree, wl::kChurnSize, Build::kRandom);
+    P::quiesce();  // the nodes the build replaced: their reclamation must not
+                   // run during the first configuration measured on this tree
     s->churn = std::make_unique<wl::Churn>(inputs().layout, wl::kChurnSize);
     g_slot.tag = peer_tag<P>();
     g_slot.key = key;
