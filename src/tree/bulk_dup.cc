@@ -41,36 +41,42 @@ Node* build_levels(std::vector<Item> items, Kind ikind, bool track_gaps, std::ve
   }
 }
 
-// Copies `src` and everything below it; null (and nothing left behind) on ENOMEM.
-Node* copy_subtree(const Node* src, uint64_t& nodes, uint64_t& leaves) {
-  Node* c = node_alloc();
-  if (!c) return nullptr;
+// Copies `src` into `c` (a node the caller allocated) and everything below
+// it. On ENOMEM returns false and frees every node it allocated below `c`;
+// `c` itself stays the caller's.
+bool copy_into(Node* c, const Node* src, uint64_t& nodes, uint64_t& leaves) {
   std::memcpy(c, src, sizeof(Node));
   c->meta &= ~kDeadBit;
-  uint64_t m = meta_relaxed(src);
-  Kind k = meta_kind(m);
-  if (is_leaf(k)) {
-    ++nodes, ++leaves;
-    return c;
-  }
-  unsigned cnt = meta_count(m);
-  // The children are copied next, in order: start all their misses now, so
-  // that they overlap instead of coming one per child.
-  for (unsigned i = 0; i < cnt; ++i) prefetch_node(reinterpret_cast<const Node*>(slots(src, k)[i]));
-  for (unsigned i = 0; i < cnt; ++i) {
-    uint64_t sub_nodes = 0, sub_leaves = 0;
-    Node* child = copy_subtree(reinterpret_cast<const Node*>(load_slot(src, k, i)), sub_nodes, sub_leaves);
-    if (!child) {
-      for (unsigned j = 0; j < i; ++j) free_subtree(reinterpret_cast<Node*>(slots(c, k)[j]));
-      node_free(c);
-      return nullptr;
-    }
-    slots(c, k)[i] = reinterpret_cast<uint64_t>(child);
-    nodes += sub_nodes;
-    leaves += sub_leaves;
-  }
+  const uint64_t m = meta_relaxed(src);
+  const Kind k = meta_kind(m);
   ++nodes;
-  return c;
+  if (is_leaf(k)) {
+    ++leaves;
+    return true;
+  }
+  const unsigned cnt = meta_count(m);
+  // The children are copied next, in order: start all their misses now, the
+  // sources' and the destinations' (nodes from the allocator are usually
+  // cold), so that they overlap instead of coming one per child.
+  Node* kids[kMaxSlots];
+  for (unsigned i = 0; i < cnt; ++i) {
+    prefetch_node(reinterpret_cast<const Node*>(slots(src, k)[i]));
+    kids[i] = node_alloc();
+    if (!kids[i]) {
+      for (unsigned j = 0; j < i; ++j) node_free(kids[j]);
+      return false;
+    }
+    prefetch_node_for_write(kids[i]);
+  }
+  for (unsigned i = 0; i < cnt; ++i) {
+    if (!copy_into(kids[i], reinterpret_cast<const Node*>(load_slot(src, k, i)), nodes, leaves)) {
+      for (unsigned j = 0; j < i; ++j) free_subtree(kids[j]);
+      for (unsigned j = i; j < cnt; ++j) node_free(kids[j]);
+      return false;
+    }
+    slots(c, k)[i] = reinterpret_cast<uint64_t>(kids[i]);
+  }
+  return true;
 }
 
 }  // namespace
@@ -136,7 +142,11 @@ absl::Status RawTree::dup_into(RawTree& dst) const {
   const Node* root = root_.load(std::memory_order_relaxed);
   if (!root) return absl::OkStatus();
   uint64_t nodes = 0, leaves = 0;
-  Node* copy = copy_subtree(root, nodes, leaves);
+  Node* copy = node_alloc();
+  if (copy && !copy_into(copy, root, nodes, leaves)) {
+    node_free(copy);
+    copy = nullptr;
+  }
   if (!copy) return errno_error(ENOMEM, "dup_into: node allocation failed");
   dst.entries_ = entries_;
   dst.nulls_ = nulls_;
