@@ -51,6 +51,10 @@
 //   bulk, one_by_one and tree_dup use trees configured as AddressSpace's own
 //   (gap tracking, RCU mode, an external writer lock held around the build).
 //
+//   exit/<n>           the destruction of a forked child of n VMAs alone
+//                      (tree destroyed, VMAs closed and retired); the reclaim
+//                      on liburcu's thread is drained untimed.
+//
 // Counters: items_per_second (system calls per second for syscall rows; VMAs
 // copied per second for fork rows); fork rows also forks_per_second, and
 // bulk, one_by_one and tree_dup rows child_leaves (leaf nodes of the child
@@ -368,6 +372,37 @@ void BM_fork(benchmark::State& state, Way way) {
   rcuvm::rcu::drain();
 }
 
+// exit/<n>: the destruction of a forked child of n VMAs (exit_mmap: the tree
+// destroyed, every VMA closed and retired), timed alone; the children are
+// forked untimed, and the reclaim that runs later on liburcu's thread is
+// drained untimed too.
+void BM_exit(benchmark::State& state) {
+  const uint64_t n = static_cast<uint64_t>(state.range(0));
+  rcuvm::rcu::ensure_registered();
+  auto as = make_map(n);
+  int since_drain = 0;
+  for (auto _ : state) {
+    auto child = as->fork();
+    if (!child.ok()) die("fork: " + child.status().ToString());
+    std::unique_ptr<AddressSpace> c = *std::move(child);
+    const Clock::time_point t0 = Clock::now();
+    c.reset();
+    const Clock::time_point t1 = Clock::now();
+    state.SetIterationTime(seconds_between(t0, t1));
+    if (++since_drain == 64) {  // a drain waits for liburcu's thread: not every time
+      state.PauseTiming();
+      rcuvm::rcu::drain();
+      state.ResumeTiming();
+      since_drain = 0;
+    }
+  }
+  rcuvm::rcu::drain();
+  check_unchanged(*as, n);
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(n));
+  as.reset();
+  rcuvm::rcu::drain();
+}
+
 void register_all() {
   struct NamedOp {
     const char* name;
@@ -396,6 +431,8 @@ void register_all() {
       b->Arg(n)->UseManualTime()->Unit(benchmark::kMicrosecond);
     }
   }
+  for (int64_t n : {821, 6421})
+    benchmark::RegisterBenchmark("exit", BM_exit)->Arg(n)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.2);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // Synopsis
 //   rcuvm::rcu::ReadGuard g;          // read-side critical section (nests)
 //   rcuvm::rcu::retire(obj);          // obj->reclaim() after a grace period
+//   rcuvm::rcu::DeferredList l;       // l.add(a); l.add(b); l.retire_all(): one callback
 //   rcuvm::rcu::synchronize();        // wait for a grace period
 //   rcuvm::rcu::drain();              // wait until every retired object is reclaimed
 //   rcuvm::rcu::ThreadScope scope;    // optional explicit registration
@@ -68,6 +69,29 @@ class Deferred {
 // Schedules obj->reclaim() after a grace period. Callable from any thread,
 // inside or outside a read section; never blocks.
 void retire(Deferred* obj);
+
+// Objects to retire together: after one grace period, one liburcu callback
+// reclaims them all, instead of one call_rcu each (each one enqueues on
+// liburcu's list and may wake its thread, a full memory barrier). For a
+// writer that drops many objects at once, such as an address space's exit.
+// add() never fails: if the list cannot grow, that object is retired alone.
+// retire_all() (or the destructor) hands the list over; reclaim runs in the
+// order of add(). Not thread-safe: one list per writer.
+class DeferredList {
+ public:
+  DeferredList() = default;
+  ~DeferredList() { retire_all(); }
+  DeferredList(const DeferredList&) = delete;
+  DeferredList& operator=(const DeferredList&) = delete;
+
+  void add(Deferred* obj);
+  void retire_all();
+
+ private:
+  struct Items;                 // a growable array, kept out of this header
+  Deferred* first_ = nullptr;  // a list of one needs no array
+  Items* items_ = nullptr;     // the rest, once there is more than one
+};
 
 // Waits for a grace period: every read section that began before the call has
 // ended when it returns. Must not be called inside a ReadGuard.

@@ -183,6 +183,9 @@ class Vma : public rcu::Deferred, public VmaState {
   bool try_get();
   // Drops a reference; the last one retires the VMA. Any thread.
   void put();
+  // The same, but the last reference adds the VMA to `later`, retired with
+  // the rest of that list (one grace-period callback for many VMAs).
+  void put(rcu::DeferredList& later);
 
   std::atomic<bool> detached{false};
   const void* owner = nullptr;

@@ -3,6 +3,8 @@
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
+#include <new>
+#include <vector>
 
 #include "sync/rcu_internal.h"
 
@@ -114,6 +116,58 @@ void retire(Deferred* obj) {
   __tsan_release(obj);  // the writer's last writes happen before reclaim
 #endif
   urcu_memb_call_rcu(DeferredAccess::head(obj), run_reclaim);
+}
+
+// The list's objects, and the callback that reclaims them: the batch is a
+// Deferred of its own, so the whole list costs one call_rcu.
+struct DeferredList::Items final : Deferred {
+  std::vector<Deferred*> objs;
+  void reclaim() override {
+    for (Deferred* d : objs) {
+#if RCUVM_TSAN
+      __tsan_acquire(d);  // pairs with the release in add()
+#endif
+      d->reclaim();  // a Deferred's own reclaim: may delete it
+    }
+    delete this;
+  }
+};
+
+void DeferredList::add(Deferred* obj) {
+#if RCUVM_TSAN
+  __tsan_release(obj);  // the writer's last writes happen before reclaim
+#endif
+  if (!first_) {
+    first_ = obj;
+    return;
+  }
+  if (!items_) items_ = new (std::nothrow) Items;
+  if (items_) {
+    try {
+      items_->objs.push_back(obj);
+      return;
+    } catch (const std::bad_alloc&) {
+    }
+  }
+  retire(obj);  // no room to batch it: on its own
+}
+
+void DeferredList::retire_all() {
+  Deferred* first = first_;
+  Items* items = items_;
+  first_ = nullptr;
+  items_ = nullptr;
+  if (!first) return;
+  if (items) {
+    try {
+      items->objs.insert(items->objs.begin(), first);
+      retire(items);
+      return;
+    } catch (const std::bad_alloc&) {
+      retire(items);  // the others still go together
+    }
+  }
+  retire(first);
 }
 
 void synchronize() {

@@ -31,11 +31,13 @@ AddressSpace::~AddressSpace() {
   vm::MuLock lock(&mm_->mu);
   std::vector<Vma*> all = mm_->range(0, UINT64_MAX);
   mm_->tree.destroy();
+  rcu::DeferredList gone;  // one grace-period callback for every VMA
   for (Vma* v : all) {
     if (v->ops) v->ops->close(*v);
     v->detached.store(true, std::memory_order_release);  // (V4)
-    v->put();  // the tree's reference; handles may hold more (V5)
+    v->put(gone);  // the tree's reference; handles may hold more (V5)
   }
+  gone.retire_all();
 }
 
 absl::StatusOr<uint64_t> AddressSpace::mmap(uint64_t addr, uint64_t len, int prot, int flags,

@@ -128,11 +128,13 @@ void Txn::commit() {
   // (and before a put below may retire one).
   for (Vma* v : touched_) v->publish_view();
   mm_.pt.commit(pt_log_);
+  rcu::DeferredList gone;  // one grace-period callback for the call's VMAs
   for (Vma* v : removed_) {
     if (v->ops) v->ops->close(*v);
     v->detached.store(true, std::memory_order_release);  // (V4)
-    v->put();  // the tree's reference (V5)
+    v->put(gone);  // the tree's reference (V5)
   }
+  gone.retire_all();
 }
 
 // Cannot fail: a restoring store retries until its nodes are allocated, as

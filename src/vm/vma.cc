@@ -97,6 +97,10 @@ void Vma::put() {
   if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) rcu::retire(this);  // (V5)
 }
 
+void Vma::put(rcu::DeferredList& later) {
+  if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) later.add(this);  // (V5)
+}
+
 std::string VmaInfo::perms() const {
   std::string p = "----";
   if (flags & vmf::kRead) p[0] = 'r';
