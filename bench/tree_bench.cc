@@ -706,8 +706,10 @@ const P& cached_source(size_t n) {
   std::string key = "w4src/" + std::to_string(n);
   if (!(g_slot.tag == peer_tag<P>() && g_slot.key == key)) {
     release_slot();
+    P::quiesce();  // the released tree's reclamation, not timed
     auto t = std::make_shared<P>(true);
     build(*t, n, Build::kRandom);
+    P::quiesce();  // nor the reclamation of the nodes the build replaced
     g_slot.tag = peer_tag<P>();
     g_slot.key = key;
     g_slot.error = verify(*t, n);
