@@ -138,19 +138,23 @@ PageTable::PageTable(std::shared_ptr<FrameAllocator> frames)
   tables_.store(1, std::memory_order_relaxed);
 }
 
-PageTable::~PageTable() { destroy(root_, kLevels - 1); }
+PageTable::~PageTable() {
+  rcu::DeferredList gone;  // one grace-period callback for every table
+  destroy(root_, kLevels - 1, gone);
+  gone.retire_all();
+}
 
-void PageTable::destroy(Table* t, unsigned level) {
+void PageTable::destroy(Table* t, unsigned level, rcu::DeferredList& gone) {
   for (auto& slot : t->e) {
     uint64_t v = slot.load(std::memory_order_relaxed);
     if (!v) continue;
     if (level == 0) {
       if (v & pte::kAnon) frames_->put(pte::frame(v));
     } else {
-      destroy(reinterpret_cast<Table*>(v), level - 1);
+      destroy(reinterpret_cast<Table*>(v), level - 1, gone);
     }
   }
-  rcu::retire(t);  // a lockless walker may still be inside it
+  gone.add(t);  // a lockless walker may still be inside it
 }
 
 std::atomic<uint64_t>* PageTable::slot(uint64_t addr, bool create, PtLog* log,
