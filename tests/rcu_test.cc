@@ -58,6 +58,30 @@ struct SelfDeleting final : Deferred {
 
 void Pause() { std::this_thread::sleep_for(std::chrono::milliseconds(50)); }
 
+// A thread inside a ReadGuard from construction (which returns once it is
+// inside) until leave().
+class ReaderInside {
+ public:
+  ReaderInside()
+      : thread_([this] {
+          ReadGuard g;
+          entered_.open();
+          release_.wait();
+        }) {
+    entered_.wait();
+  }
+  ~ReaderInside() { leave(); }
+  void leave() {
+    if (!thread_.joinable()) return;
+    release_.open();
+    thread_.join();
+  }
+
+ private:
+  Latch entered_, release_;
+  std::thread thread_;  // last: starts once the latches exist
+};
+
 TEST(RcuTest, ReadGuardsNest) {
   EXPECT_FALSE(in_read_section());
   {
@@ -134,13 +158,7 @@ TEST(RcuTest, RetireInsideAReadSectionIsAllowed) {
 TEST(RcuTest, NoReclaimWhileAnEarlierReaderIsInside) {
   std::atomic<int> reclaims{0};
   Counted obj(&reclaims);
-  Latch entered, release;
-  std::thread reader([&] {
-    ReadGuard g;
-    entered.open();
-    release.wait();
-  });
-  entered.wait();
+  ReaderInside reader;
   retire(&obj);
   std::atomic<bool> drained{false};
   std::thread drainer([&] {
@@ -150,8 +168,7 @@ TEST(RcuTest, NoReclaimWhileAnEarlierReaderIsInside) {
   Pause();
   EXPECT_EQ(reclaims.load(), 0) << "reclaimed while a reader that began earlier was inside";
   EXPECT_FALSE(drained.load());
-  release.open();
-  reader.join();
+  reader.leave();
   drainer.join();
   EXPECT_EQ(reclaims.load(), 1);
 }
@@ -213,13 +230,7 @@ TEST(RcuTest, DeferredListRetiresWhatItHoldsWhenDestroyed) {
 TEST(RcuTest, DeferredListWaitsForEarlierReaders) {
   std::atomic<int> reclaims{0};
   Counted a(&reclaims), b(&reclaims), c(&reclaims);
-  Latch entered, release;
-  std::thread reader([&] {
-    ReadGuard g;
-    entered.open();
-    release.wait();
-  });
-  entered.wait();
+  ReaderInside reader;
   DeferredList list;
   list.add(&a);
   list.add(&b);
@@ -228,8 +239,7 @@ TEST(RcuTest, DeferredListWaitsForEarlierReaders) {
   std::thread drainer([] { drain(); });
   Pause();
   EXPECT_EQ(reclaims.load(), 0) << "reclaimed while a reader that began earlier was inside";
-  release.open();
-  reader.join();
+  reader.leave();
   drainer.join();
   EXPECT_EQ(reclaims.load(), 3);
 }
