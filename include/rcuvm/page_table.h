@@ -191,7 +191,7 @@ class PageTable {
   struct Table;
   std::atomic<uint64_t>* slot(uint64_t addr, bool create, PtLog* log, absl::Status* status);
   void free_level(Table* t, unsigned level, uint64_t base, uint64_t start, uint64_t end,
-                  uint64_t floor, uint64_t ceiling);
+                  uint64_t floor, uint64_t ceiling, rcu::DeferredList& gone);
   void destroy(Table* t, unsigned level, rcu::DeferredList& gone);
   void walk(const Table* t, unsigned level, uint64_t base, uint64_t start, uint64_t end,
             const std::function<void(uint64_t, Pte)>& fn) const;

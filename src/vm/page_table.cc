@@ -282,7 +282,7 @@ bool table_empty(const std::atomic<uint64_t>* e) {
 // for each child table whether the whole range it covers is inside
 // [floor, ceiling).
 void PageTable::free_level(Table* t, unsigned level, uint64_t base, uint64_t start, uint64_t end,
-                           uint64_t floor, uint64_t ceiling) {
+                           uint64_t floor, uint64_t ceiling, rcu::DeferredList& gone) {
   const uint64_t span = span_of(level);
   for (unsigned i = index_of(std::max(start, base), level); i < kEntries; ++i) {
     const uint64_t a = base + i * span;
@@ -295,7 +295,7 @@ void PageTable::free_level(Table* t, unsigned level, uint64_t base, uint64_t sta
       // PTE tables: the caller already trimmed [start, end) to whole PMDs
       // inside [floor, ceiling).
     } else {
-      free_level(child, level - 1, a, sub_start, sub_end, floor, ceiling);
+      free_level(child, level - 1, a, sub_start, sub_end, floor, ceiling, gone);
       // The child covers [a, a + span): keep it when a neighbour may use it.
       const uint64_t mask = ~(span - 1);
       if ((sub_start & mask) < floor) continue;
@@ -309,7 +309,7 @@ void PageTable::free_level(Table* t, unsigned level, uint64_t base, uint64_t sta
     if (!table_empty(child->e)) continue;
     t->e[i].store(0, std::memory_order_release);
     tables_.fetch_sub(1, std::memory_order_relaxed);
-    rcu::retire(child);
+    gone.add(child);  // a lockless walker may still be inside it
   }
 }
 
@@ -327,7 +327,9 @@ void PageTable::free_tables(uint64_t addr, uint64_t end, uint64_t floor, uint64_
   }
   if (end - 1 > ceiling - 1) end -= pmd;
   if (addr > end - 1) return;
-  free_level(root_, kLevels - 1, 0, addr, end, floor, ceiling);
+  rcu::DeferredList gone;  // one grace-period callback for the freed tables
+  free_level(root_, kLevels - 1, 0, addr, end, floor, ceiling, gone);
+  gone.retire_all();
 }
 
 void PageTable::commit(PtLog& log) {
@@ -351,12 +353,14 @@ void PageTable::rollback(PtLog& log, bool free_created) {
     std::atomic<uint64_t>* e = slot(it->addr, /*create=*/false, nullptr, &unused);
     if (e) e->store(it->old, std::memory_order_release);
   }
+  rcu::DeferredList gone;  // one grace-period callback for the created tables
   for (auto it = log.created.rbegin(); free_created && it != log.created.rend(); ++it) {
     uint64_t v = (*it)->load(std::memory_order_relaxed);
     (*it)->store(0, std::memory_order_release);
     tables_.fetch_sub(1, std::memory_order_relaxed);
-    rcu::retire(reinterpret_cast<Table*>(v));
+    gone.add(reinterpret_cast<Table*>(v));
   }
+  gone.retire_all();
   for (FrameId f : log.put_on_rollback) frames_->put(f);
   log = PtLog{};
 }
