@@ -33,6 +33,11 @@
 // Extra flags (before the --benchmark_* ones):
 //   --rcuvm_time_scale=X   multiplies every row's minimum time (default 1)
 //   --rcuvm_w6_seconds=X   seconds per W6 configuration (default 1)
+//   --rcuvm_w6_writer_pause_ns=X  the W6 writer spins (on its clock, writing
+//                          nothing shared) until X ns have passed since the
+//                          start of each pair: a throttled writer, to measure
+//                          how the readers' loss scales with the write rate
+//                          (default 0: the W3 churn at full speed)
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -77,6 +82,7 @@ using Clock = std::chrono::steady_clock;
 
 double g_time_scale = 1.0;
 double g_w6_seconds = 1.0;
+int64_t g_w6_writer_pause_ns = 0;
 
 // CPU time the calling thread has used, in seconds.
 double thread_cpu_seconds() {
@@ -844,10 +850,16 @@ void BM_W6(benchmark::State& st, int readers, bool writer) {
         uint64_t pairs = 0;
         const auto t0 = Clock::now();
         while (!stop.load(std::memory_order_relaxed)) {
+          const auto pair_start = g_w6_writer_pause_ns ? Clock::now() : Clock::time_point{};
           const auto step = s.churn->step();
           t.erase(step.before);
           t.store(step.after, rec(step.i));
           ++pairs;
+          if (g_w6_writer_pause_ns) {
+            const auto until = pair_start + std::chrono::nanoseconds(g_w6_writer_pause_ns);
+            while (Clock::now() < until) {
+            }
+          }
         }
         writer_rate = static_cast<double>(pairs) / seconds_between(t0, Clock::now());
       });
@@ -1004,6 +1016,8 @@ void parse_own_flags(int* argc, char** argv) {
       g_time_scale = std::atof(a + 19);
     } else if (std::strncmp(a, "--rcuvm_w6_seconds=", 19) == 0) {
       g_w6_seconds = std::atof(a + 19);
+    } else if (std::strncmp(a, "--rcuvm_w6_writer_pause_ns=", 27) == 0) {
+      g_w6_writer_pause_ns = std::atoll(a + 27);
     } else {
       argv[out++] = argv[i];
     }
@@ -1027,6 +1041,7 @@ int main(int argc, char** argv) {
 #endif
   benchmark::AddCustomContext("rcuvm_time_scale", std::to_string(g_time_scale));
   benchmark::AddCustomContext("rcuvm_w6_seconds", std::to_string(g_w6_seconds));
+  benchmark::AddCustomContext("rcuvm_w6_writer_pause_ns", std::to_string(g_w6_writer_pause_ns));
   inputs();
   register_all();
   benchmark::RunSpecifiedBenchmarks();
