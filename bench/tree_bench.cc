@@ -24,6 +24,10 @@
 //   W3_churn/<peer>/100000
 //   W4_<dup|fork|one_by_one|bulk>/<peer>/<n>
 //   W6_read/<peer>/readers:<r>/writer:<0|1>
+//   W6_alternating/<peer>/readers:1   one reader, the writer switched on and
+//                          off in 0.2 s windows (2 x --rcuvm_w6_seconds in all):
+//                          Mlookups_per_s_writer_off/_on, kept_pct,
+//                          kept_pct_median_pair
 // Every row has the counter ns_per_op (per lookup, per insert, per churn op
 // = half a pair, per copied entry); W4 rows also Mentries_per_s; W6 rows
 // Mlookups_per_s (all readers), per_reader_Mlookups_per_s, writer_Kpairs_per_s,
@@ -888,6 +892,113 @@ void BM_W6(benchmark::State& st, int readers, bool writer) {
   if (std::string e = s.tree->check(); !e.empty()) st.SkipWithError(e.c_str());
 }
 
+// W6 in alternating windows: one reader runs through the whole row while the
+// writer is switched off and on every kW6Window seconds, and the reader's
+// lookups and time are summed per window, leaving out the first kW6Settle
+// seconds of each (the switch, and the RCU callbacks of the last writes).
+// Both states are sampled across the same seconds, so a machine whose speed
+// drifts (a shared VM) moves both alike; the separate readers:1/writer:0 and
+// writer:1 rows run seconds apart and do not. kept_pct is the ratio of the
+// two states' total rates; kept_pct_median_pair the median over each
+// writer-off window and the writer-on window after it.
+constexpr double kW6Window = 0.2;
+constexpr double kW6Settle = 0.05;
+
+template <typename P>
+void BM_W6_alternating(benchmark::State& st) {
+  rcuvm::rcu::ensure_registered();
+  W6Shared<P>& s = w6_state<P>();
+  if (!g_slot.error.empty()) {
+    st.SkipWithError(g_slot.error.c_str());
+    return;
+  }
+  const auto& addrs = w6_addresses(0);
+  // An even number of windows, at least two: as many with the writer as
+  // without; even windows run without it.
+  const int windows = 2 * std::max(1, static_cast<int>(g_w6_seconds / kW6Window + 0.5));
+  std::vector<double> lookups(windows, 0.0), secs(windows, 0.0);
+  uint64_t pairs = 0;
+  for (auto _ : st) {
+    constexpr int kStop = -1;
+    std::atomic<int> window{0};
+    std::atomic<bool> counting{false};
+    std::atomic<int> ready{0};
+    std::thread reader([&] {
+      rcuvm::rcu::ThreadScope scope;
+      const P& t = *s.tree;
+      size_t i = 0;
+      ready.fetch_add(1);
+      for (;;) {
+        const int w = window.load(std::memory_order_acquire);
+        if (w == kStop) break;
+        const bool count = counting.load(std::memory_order_relaxed);
+        const auto t0 = Clock::now();
+        for (int k = 0; k < 256; ++k) {
+          benchmark::DoNotOptimize(t.find(addrs[i]));
+          i = (i + 1) & (wl::kLookupCount - 1);
+        }
+        const auto t1 = Clock::now();
+        // A batch that straddles a switch or the start of counting is dropped.
+        if (count && counting.load(std::memory_order_relaxed) && window.load(std::memory_order_relaxed) == w) {
+          lookups[w] += 256;
+          secs[w] += seconds_between(t0, t1);
+        }
+      }
+    });
+    std::thread writer([&] {
+      rcuvm::rcu::ThreadScope scope;
+      P& t = *s.tree;
+      ready.fetch_add(1);
+      for (;;) {
+        const int w = window.load(std::memory_order_acquire);
+        if (w == kStop) break;
+        if (w % 2 == 0) {  // writer off: sleep until the window changes
+          window.wait(w, std::memory_order_acquire);
+          continue;
+        }
+        const auto step = s.churn->step();
+        t.erase(step.before);
+        t.store(step.after, rec(step.i));
+        if (counting.load(std::memory_order_relaxed)) ++pairs;
+      }
+    });
+    while (ready.load() < 2) std::this_thread::yield();
+    for (int w = 0; w < windows; ++w) {
+      window.store(w, std::memory_order_release);
+      window.notify_all();
+      std::this_thread::sleep_for(std::chrono::duration<double>(kW6Settle));
+      counting.store(true, std::memory_order_relaxed);
+      std::this_thread::sleep_for(std::chrono::duration<double>(kW6Window - kW6Settle));
+      counting.store(false, std::memory_order_relaxed);
+    }
+    window.store(kStop, std::memory_order_release);
+    window.notify_all();
+    reader.join();
+    writer.join();
+  }
+  double sum[2][2] = {{0, 0}, {0, 0}};  // [writer on][lookups, seconds]
+  std::vector<double> pair_kept;
+  for (int w = 0; w < windows; ++w) {
+    sum[w % 2][0] += lookups[w];
+    sum[w % 2][1] += secs[w];
+    if (w % 2 == 1 && secs[w] > 0 && secs[w - 1] > 0 && lookups[w - 1] > 0)
+      pair_kept.push_back((lookups[w] / secs[w]) / (lookups[w - 1] / secs[w - 1]));
+  }
+  const double off = sum[0][1] > 0 ? sum[0][0] / sum[0][1] : 0.0;
+  const double on = sum[1][1] > 0 ? sum[1][0] / sum[1][1] : 0.0;
+  const double counted_on = static_cast<double>(st.iterations()) * (windows / 2) * (kW6Window - kW6Settle);
+  std::sort(pair_kept.begin(), pair_kept.end());
+  const size_t np = pair_kept.size();
+  const double median_pair = np == 0 ? 0.0 : np % 2 ? pair_kept[np / 2] : (pair_kept[np / 2 - 1] + pair_kept[np / 2]) / 2;
+  st.counters["Mlookups_per_s_writer_off"] = off / 1e6;
+  st.counters["Mlookups_per_s_writer_on"] = on / 1e6;
+  st.counters["kept_pct"] = off > 0 ? 100.0 * on / off : 0.0;
+  st.counters["kept_pct_median_pair"] = 100.0 * median_pair;
+  st.counters["writer_Kpairs_per_s"] = static_cast<double>(pairs) / counted_on / 1e3;
+  st.counters["ns_per_op"] = on > 0 ? 1e9 / on : 0.0;
+  if (std::string e = s.tree->check(); !e.empty()) st.SkipWithError(e.c_str());
+}
+
 // --- Registration ------------------------------------------------------------------
 
 double min_time(double base) { return base * g_time_scale; }
@@ -964,6 +1075,10 @@ void register_w6() {
     reg(0, true);
     reg(1, true);
     reg(2, true);
+    benchmark::RegisterBenchmark((std::string("W6_alternating/") + P::kName + "/readers:1").c_str(),
+                                 BM_W6_alternating<P>)
+        ->Iterations(1)
+        ->UseRealTime();
   }
 }
 
