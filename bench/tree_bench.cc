@@ -37,11 +37,12 @@
 // Extra flags (before the --benchmark_* ones):
 //   --rcuvm_time_scale=X   multiplies every row's minimum time (default 1)
 //   --rcuvm_w6_seconds=X   seconds per W6 configuration (default 1)
-//   --rcuvm_w6_writer_pause_ns=X  the W6 writer spins (on its clock, writing
-//                          nothing shared) until X ns have passed since the
-//                          start of each pair: a throttled writer, to measure
-//                          how the readers' loss scales with the write rate
-//                          (default 0: the W3 churn at full speed)
+//   --rcuvm_w6_writer_pause_ns=X  the writer of the W6_read rows spins (on its
+//                          clock, writing nothing shared) until X ns have
+//                          passed since the start of each pair: a throttled
+//                          writer, to measure how the readers' loss scales
+//                          with the write rate (default 0: the W3 churn at
+//                          full speed; W6_alternating ignores it)
 #include <algorithm>
 #include <atomic>
 #include <chrono>
