@@ -7,7 +7,7 @@
 #   bash scripts/bench_goals.sh [REPS] [OUTDIR]      (defaults: 15, bench-goals)
 #
 # Needs the maple peer (scripts/build_maple_peer.sh) and the benchmark build
-# of docs/benchmarks.md in build-bench/. About 9 minutes at 15 repetitions
+# of docs/benchmarks.md in build-bench/. About 10 minutes at 15 repetitions
 # on 2 vCPUs. Writes OUTDIR/maple.json, OUTDIR/w6_alternating.json,
 # OUTDIR/fastslab.json and OUTDIR/goals.md.
 set -euo pipefail
